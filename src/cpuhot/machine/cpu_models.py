@@ -1,0 +1,82 @@
+"""CPU models per target, from QEMU 7.2's ``query-cpu-definitions``.
+
+x86 model names are exact (``qemu64``, ``Haswell``, ``max``) and the CPU type
+is ``NAME-x86_64-cpu``.  ppc64 names are case-insensitive aliases
+(``POWER9`` -> ``power9_v2.0-powerpc64-cpu``) and the pluggable unit on
+pseries is the matching core type ``power9_v2.0-spapr-cpu-core``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from .errors import ConfigError
+
+#: ppc64 CPU families for which QEMU 7.2 has a ``*-spapr-cpu-core`` type.
+SPAPR_CORE_MODELS = frozenset({
+    "970_v2.2", "970mp_v1.0", "970mp_v1.1", "power5+_v2.1", "power7_v2.3", "power7+_v2.1",
+    "power8_v2.0", "power8e_v2.1", "power8nvl_v1.0", "power9_v1.0", "power9_v2.0",
+    "power10_v1.0", "power10_v2.0",
+})
+
+
+@dataclass(frozen=True)
+class CpuModel:
+    name: str          # what -cpu said, resolved (e.g. "power9_v2.0" or "Haswell")
+    cpu_type: str      # QOM type of one vCPU thread
+    core_type: str | None  # sPAPR core type (ppc64 only)
+
+    @property
+    def plug_type(self) -> str:
+        """The type ``query-hotpluggable-cpus`` reports and ``device_add`` must name."""
+        return self.core_type or self.cpu_type
+
+
+@cache
+def cpu_definitions(arch: str) -> tuple[dict, ...]:
+    raw = json.loads(resources.files("cpuhot.machine").joinpath(f"data/cpu-definitions-{arch}.json").read_text())
+    return tuple(raw)
+
+
+def _x86_types() -> dict[str, str]:
+    return {d["name"]: d["typename"] for d in cpu_definitions("x86_64")}
+
+
+def resolve_cpu_model(arch: str, text: str | None, default_cpu_type: str | None) -> CpuModel:
+    """Resolve ``-cpu MODEL[,features]`` (features are accepted and ignored)."""
+    if text is None:
+        if default_cpu_type is None:
+            raise ConfigError("machine has no default CPU type")
+        return model_from_type(arch, default_cpu_type)
+    name = text.split(",", 1)[0]
+    if arch == "x86_64":
+        types = _x86_types()
+        if name not in types:
+            raise ConfigError(f"unable to find CPU model '{name}'")
+        return CpuModel(name=name, cpu_type=types[name], core_type=None)
+    lname = name.lower()
+    for d in cpu_definitions("ppc64"):
+        if d["name"].lower() == lname and d["typename"]:
+            return model_from_type(arch, d["typename"])
+    for d in cpu_definitions("ppc64"):
+        if d["name"].lower() == lname:
+            return model_from_type(arch, f"{d['name']}-powerpc64-cpu")
+    raise ConfigError(f"unable to find CPU model '{name}'")
+
+
+def model_from_type(arch: str, cpu_type: str) -> CpuModel:
+    if arch == "x86_64":
+        return CpuModel(name=cpu_type.removesuffix("-x86_64-cpu"), cpu_type=cpu_type, core_type=None)
+    family = cpu_type.removesuffix("-powerpc64-cpu")
+    core = f"{family}-spapr-cpu-core" if family in SPAPR_CORE_MODELS else None
+    return CpuModel(name=family, cpu_type=cpu_type, core_type=core)
+
+
+def known_plug_types(arch: str) -> frozenset[str]:
+    """Every CPU device type ``device_add`` recognises as a driver name on ``arch``."""
+    if arch == "x86_64":
+        return frozenset(t for t in _x86_types().values() if t)
+    return frozenset(f"{f}-spapr-cpu-core" for f in SPAPR_CORE_MODELS)

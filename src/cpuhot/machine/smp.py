@@ -1,0 +1,164 @@
+"""``-smp`` parsing and the CPU-topology derivation rules of QEMU 7.2.
+
+The option string is split the way QEMU's option parser splits it
+(``cpus`` is the implied first key), each value is an integer as QEMU's
+keyval visitor reads it (base prefixes allowed, int64 range), and the
+missing members are derived by ``machine_parse_smp_config``'s rules:
+"prefer cores" from machine version 6.2 on, "prefer sockets" before.
+QEMU holds the derived values in ``unsigned int``; so does this module
+(masked to 32 bits), which is why ``-smp -1`` reports ``Invalid SMP CPUs -1``.
+
+>>> topo, warnings = derive_topology(parse_smp("4,maxcpus=8,threads=2"), SmpRules())
+>>> (topo.sockets, topo.cores, topo.threads, topo.max_cpus, topo.cpus)
+(1, 4, 2, 8, 4)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .options import OptionError, parse_int, parse_option_string
+from .topology import CpuTopology
+
+SMP_KEYS = ("cpus", "sockets", "dies", "clusters", "cores", "threads", "maxcpus")
+_U32 = 0xFFFFFFFF
+
+ZERO_WARNING = (
+    "Deprecated CPU topology (considered invalid): "
+    "CPU topology parameters must be greater than zero"
+)
+
+
+@dataclass(frozen=True)
+class SmpConfig:
+    """What the user asked for: ``None`` for a member that was not given."""
+
+    cpus: int | None = None
+    sockets: int | None = None
+    dies: int | None = None
+    clusters: int | None = None
+    cores: int | None = None
+    threads: int | None = None
+    maxcpus: int | None = None
+
+
+@dataclass(frozen=True)
+class SmpRules:
+    """The machine-class facts the derivation depends on."""
+
+    machine_name: str = "pc-i440fx-7.2"
+    max_cpus: int = 255
+    min_cpus: int = 0
+    dies_supported: bool = True
+    clusters_supported: bool = False
+    prefer_sockets: bool = False
+
+
+def parse_smp(text: str | None) -> SmpConfig:
+    """Parse an ``-smp`` argument (``None`` when the option is absent).
+
+    >>> parse_smp("2,maxcpus=6")
+    SmpConfig(cpus=2, sockets=None, dies=None, clusters=None, cores=None, threads=None, maxcpus=6)
+    """
+    if text is None:
+        return SmpConfig()
+    try:
+        pairs = parse_option_string(text, implied="cpus")
+    except OptionError as e:
+        raise ConfigError(str(e)) from None
+    values: dict[str, int] = {}
+    for key, raw in pairs:
+        if key not in SMP_KEYS:
+            raise ConfigError(f"Parameter 'smp.{key}' is unexpected")
+        try:
+            values[key] = parse_int(raw)
+        except ValueError:
+            raise ConfigError(f"Parameter 'smp.{key}' expects integer") from None
+    return SmpConfig(**values)
+
+
+def _signed32(v: int) -> int:
+    v &= _U32
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[str]]:
+    """Apply QEMU 7.2's ``machine_parse_smp_config``; return the topology and warnings."""
+    warnings: list[str] = []
+    given = [getattr(cfg, k) for k in SMP_KEYS]
+    if any(v is not None and v == 0 for v in given):
+        warnings.append(f"warning: {ZERO_WARNING}")
+
+    def u(v: int | None) -> int:
+        return 0 if v is None else v & _U32
+
+    cpus, sockets, dies, clusters = u(cfg.cpus), u(cfg.sockets), u(cfg.dies), u(cfg.clusters)
+    cores, threads, maxcpus = u(cfg.cores), u(cfg.threads), u(cfg.maxcpus)
+
+    if not rules.dies_supported and dies > 1:
+        raise ConfigError("dies not supported by this machine's CPU topology")
+    if not rules.clusters_supported and clusters > 1:
+        raise ConfigError("clusters not supported by this machine's CPU topology")
+    dies = dies or 1
+    clusters = clusters or 1
+
+    if cpus == 0 and maxcpus == 0:
+        sockets = sockets or 1
+        cores = cores or 1
+        threads = threads or 1
+    else:
+        maxcpus = maxcpus or cpus
+        if rules.prefer_sockets:
+            if sockets == 0:
+                cores = cores or 1
+                threads = threads or 1
+                sockets = maxcpus // ((dies * clusters * cores * threads) & _U32 or 1)
+            elif cores == 0:
+                threads = threads or 1
+                cores = maxcpus // ((sockets * dies * clusters * threads) & _U32 or 1)
+        else:
+            if cores == 0:
+                sockets = sockets or 1
+                threads = threads or 1
+                cores = maxcpus // ((sockets * dies * clusters * threads) & _U32 or 1)
+            elif sockets == 0:
+                threads = threads or 1
+                sockets = maxcpus // ((dies * clusters * cores * threads) & _U32 or 1)
+        if threads == 0:
+            threads = maxcpus // ((sockets * dies * clusters * cores) & _U32 or 1)
+
+    product = (sockets * dies * clusters * cores * threads) & _U32
+    maxcpus = maxcpus or product
+    cpus = cpus or maxcpus
+
+    def hierarchy() -> str:
+        dies_part = f" * dies ({dies})" if rules.dies_supported else ""
+        clusters_part = f" * clusters ({clusters})" if rules.clusters_supported else ""
+        return f"sockets ({sockets}){dies_part}{clusters_part} * cores ({cores}) * threads ({threads})"
+
+    if product != maxcpus:
+        raise ConfigError(
+            "Invalid CPU topology: product of the hierarchy must match maxcpus: "
+            f"{hierarchy()} != maxcpus ({maxcpus})"
+        )
+    if maxcpus < cpus:
+        raise ConfigError(
+            "Invalid CPU topology: maxcpus must be equal to or greater than smp: "
+            f"{hierarchy()} == maxcpus ({maxcpus}) < smp_cpus ({cpus})"
+        )
+    if cpus < rules.min_cpus:
+        raise ConfigError(
+            f"Invalid SMP CPUs {_signed32(cpus)}. The min CPUs supported by machine "
+            f"'{rules.machine_name}' is {rules.min_cpus}"
+        )
+    if maxcpus > rules.max_cpus:
+        raise ConfigError(
+            f"Invalid SMP CPUs {_signed32(maxcpus)}. The max CPUs supported by machine "
+            f"'{rules.machine_name}' is {rules.max_cpus}"
+        )
+    topo = CpuTopology(
+        cpus=cpus, sockets=sockets, dies=dies, clusters=clusters, cores=cores,
+        threads=threads, max_cpus=maxcpus,
+    )
+    return topo, warnings

@@ -1,0 +1,181 @@
+"""sPAPR (pseries) CPU policy: one slot per core of ``threads`` vCPUs.
+
+Follows QEMU 7.2's ``spapr_core_pre_plug`` / ``spapr_core_unplug_request``;
+SMT (threads > 1) is KVM-only in QEMU and simulated here with the layout of
+qemu-facts section 9 (core-id = slot x threads, cpu-index = core-id + thread).
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigError, GenericError
+from .qdev import parse_int_property
+from .slots import CpuSlot
+from .topology import CpuTopology
+
+CORE_PROPERTIES = {"core-id": "int64_t", "nr-threads": "int64_t", "node-id": "int32_t"}
+
+
+class SpaprPolicy:
+    """One slot per core; arch id = core-id; vCPU qom-paths ``<core>/thread[i]``."""
+
+    arch = "ppc64"
+    target = "ppc64"
+    legacy_arch = "ppc"
+
+    def __init__(self, topology: CpuTopology, core_type: str, accel: str, machine_version: tuple[int, ...],
+                 cpu_family: str, hotpluggable: bool):
+        self.topology = topology
+        self.core_type = core_type
+        self.accel = accel
+        self.hotpluggable = hotpluggable
+        self.machine_version = machine_version
+        power9_or_later = cpu_family.startswith(("power9", "power10"))
+        #: XIVE exists (spapr-xive is unattached/device[0]) on 4.2+ machines with a POWER9+ CPU
+        self.xive = power9_or_later and machine_version >= (4, 2)
+        #: XICS presenters (icp) exist in every mode QEMU 7.2 picks for these machines
+        self.xics = True
+
+    @property
+    def threads(self) -> int:
+        return self.topology.threads
+
+    # -- start-up ------------------------------------------------------------
+    def check_config(self) -> None:
+        t = self.topology
+        if self.accel == "tcg" and t.threads > 1:
+            raise ConfigError("TCG cannot support more than 1 thread/core on a pseries machine")
+        if t.threads & (t.threads - 1):
+            raise ConfigError(f"Cannot support {t.threads} threads/core on a pseries machine "
+                              "because it must be a power of 2")
+        if t.threads > 8:
+            raise ConfigError(f"Cannot support VSMT mode {t.threads} (KVM on POWER allows at most 8 threads/core)")
+
+    def startup_warnings(self, cpu_model_name: str) -> list[str]:
+        """What TCG says about the machine's default capabilities, at start-up and every reset."""
+        if self.accel != "tcg":
+            return []
+        caps = []
+        if self.machine_version >= (4, 0):
+            caps += ["cap-cfpc=workaround", "cap-sbbc=workaround", "cap-ibs=workaround"]
+        if self.machine_version >= (5, 0):
+            caps += ["cap-ccf-assist=on"]
+        return [f"warning: TCG doesn't support requested feature, {c}" for c in caps]
+
+    reset_warnings = startup_warnings
+
+    def build_slots(self) -> list[CpuSlot]:
+        t = self.topology
+        n = t.max_cpus // t.threads
+        return [CpuSlot(index=i, props={"core-id": i * t.threads}, arch_id=i * t.threads,
+                        vcpus_count=t.threads, type=self.core_type, first_cpu_index=i * t.threads)
+                for i in range(n)]
+
+    def default_node(self, slot: CpuSlot, num_nodes: int) -> int:
+        t = self.topology
+        return slot.props["core-id"] // (t.cores * t.threads) % num_nodes
+
+    def describe_slot(self, slot: CpuSlot) -> str:
+        return f"core-id: {slot.props['core-id']}"
+
+    # -- QOM naming ----------------------------------------------------------
+    def boot_qom_path(self, k: int) -> str:
+        return f"/machine/unattached/device[{k + 1 if self.xive else k}]"
+
+    def board_unattached_count(self, boot_cores: int) -> int:
+        return boot_cores + (1 if self.xive else 0)
+
+    def unattached_kind(self, n: int, boot_cores: int) -> str | None:
+        if self.xive and n == 0:
+            return "xive"
+        return None
+
+    def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
+        return [(slot.first_cpu_index + i, f"{device_path}/thread[{i}]") for i in range(slot.vcpus_count)]
+
+    def thread_children(self) -> tuple[str, ...]:
+        """Per-thread interrupt presenters, in the order QEMU deletes them."""
+        return (("icp",) if self.xics else ()) + (("xive-tctx",) if self.xive else ())
+
+    # -- device_add ----------------------------------------------------------
+    def property_types(self) -> dict[str, str]:
+        return CORE_PROPERTIES
+
+    def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool]:
+        values: dict[str, int | bool] = {}
+        for key, text in opts.items():
+            if key in ("hotplugged", "hotpluggable"):
+                raise GenericError(f"Property '{driver}.{key}' is not writable")
+            if key not in CORE_PROPERTIES:
+                raise GenericError(f"Property '{driver}.{key}' not found")
+            value = parse_int_property(key, text, CORE_PROPERTIES[key])
+            if key == "core-id":
+                if value < 0:
+                    raise GenericError(f"Invalid core id {value}")
+                value = _to_int32(value)
+            if key == "nr-threads":
+                value = _to_int32(value)
+            values[key] = value
+        return values
+
+    def pre_plug(self, vm, driver: str, values: dict, hotplugged: bool) -> CpuSlot:
+        """``spapr_core_pre_plug``."""
+        if hotplugged and not self.hotpluggable:
+            raise GenericError("CPU hotplug not supported for this machine")
+        if driver != self.core_type:
+            raise GenericError(f"CPU core type should be {self.core_type}")
+        core_id = values.get("core-id", 0)
+        if core_id < 0:
+            # QEMU 7.2 dereferences a negative slot index here and crashes; answer instead
+            raise GenericError(f"core id {core_id} out of range")
+        if core_id % self.threads:
+            raise GenericError(f"invalid core id {core_id}")
+        nr_threads = values.get("nr-threads", self.threads)
+        if self.hotpluggable and nr_threads != self.threads:
+            raise GenericError(f"invalid nr-threads {nr_threads}, must be {self.threads}")
+        slot = vm.slot_by_arch_id(core_id)
+        if slot is None:
+            raise GenericError(f"core id {core_id} out of range")
+        if slot.cpu is not None:
+            raise GenericError(f"core {core_id} already populated")
+        vm.check_node_id(slot, values.get("node-id", -1))
+        return slot
+
+    # -- device_del ----------------------------------------------------------
+    def unplug_request(self, vm, device) -> None:
+        """``spapr_core_unplug_request``: boot core refused; a core the guest never
+        configured goes at once, any other waits for the guest."""
+        if device.slot.index == 0:
+            raise GenericError("Boot CPU core may not be unplugged")
+        vm.guest.spapr_unplug_request(vm, device)
+
+    def deleted_events(self, device) -> list[dict]:
+        """DEVICE_DELETED data, in QEMU's order, for removing a whole core."""
+        events = []
+        for vcpu in device.vcpus:
+            for child in self.thread_children():
+                events.append({"path": f"{vcpu.qom_path}/{child}"})
+        for vcpu in device.vcpus:
+            events.append({"path": vcpu.qom_path})
+        core = {"device": device.id, "path": device.qom_path} if device.id else {"path": device.qom_path}
+        events.append(core)
+        return events
+
+    # -- legacy cpu-add (the 2016 RFC's semantics) ----------------------------
+    def cpu_add_slot(self, vm, cpu_id: int) -> CpuSlot:
+        if cpu_id < 0:
+            raise GenericError(f"Invalid CPU id: {cpu_id}")
+        if cpu_id % self.threads:
+            raise GenericError(
+                f"Invalid CPU id: {cpu_id}, on this machine cpu-add takes the first vCPU of a core "
+                f"(a multiple of {self.threads})")
+        slot = vm.slot_by_arch_id(cpu_id)
+        if slot is None:
+            raise GenericError(f"core id {cpu_id} out of range")
+        if slot.cpu is not None:
+            raise GenericError(f"core {cpu_id} already populated")
+        return slot
+
+
+def _to_int32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v

@@ -1,0 +1,427 @@
+"""The virtual machine: possible CPUs, plugged CPU devices, QOM names, run state, events.
+
+:class:`VirtualMachine` is sans-IO: every method takes a request, changes the
+state atomically or not at all, and returns a result or raises a
+:class:`~cpuhot.machine.errors.QMPError`.  Events it causes are appended to
+``outbox`` for the server to send before the reply.
+
+>>> from cpuhot.machine.config import LaunchOptions, build_machine
+>>> vm = build_machine(LaunchOptions(smp="1,maxcpus=2")).vm
+>>> vm.device_add({"driver": "qemu64-x86_64-cpu", "id": "cpu1", "socket-id": 0, "core-id": 1, "thread-id": 0})
+>>> [c["qom-path"] for c in vm.query_cpus_fast()]
+['/machine/unattached/device[0]', '/machine/peripheral/cpu1']
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import DeviceNotFound, GenericError
+from .events import Event
+from .devices import PCI_DEVICES, GenericDevice, check_generic_bus, parse_generic_properties
+from .guest import NoGuest
+from .qdev import opts_from_qmp
+from .slots import CpuDevice, CpuSlot, VCpu
+
+ABSTRACT_TYPES = {"x86_64": ("x86_64-cpu", "device", "cpu"), "ppc64": ("spapr-cpu-core", "cpu-core", "device", "cpu", "powerpc64-cpu")}
+
+
+@dataclass
+class CpuIndexRule:
+    """How a new vCPU's cpu-index is chosen.
+
+    ``slot`` (QEMU 2.8+): the slot's index in the possible-CPUs list.
+    ``count`` (QEMU <= 2.7): the number of vCPUs that exist when it is created.
+    """
+
+    kind: str = "slot"
+
+
+class VirtualMachine:
+    def __init__(self, *, policy, machine, topology, cpu_model, numa_state, ram_size: int,
+                 accel: str, name: str | None = None, uuid: str | None = None,
+                 start_paused: bool = False, clock: Callable[[], float] = time.time,
+                 thread_id_base: int = 1000, cpu_index_rule: CpuIndexRule | None = None,
+                 in_order_plug: bool = False, guest=None):
+        self.policy = policy
+        self.machine = machine
+        self.topology = topology
+        self.cpu_model = cpu_model
+        self.numa_state = numa_state
+        self.ram_size = ram_size
+        self.accel = accel
+        self.name = name
+        self.uuid = uuid
+        self.clock = clock
+        self.cpu_index_rule = cpu_index_rule or CpuIndexRule()
+        self.in_order_plug = in_order_plug
+        self.guest = guest or NoGuest()
+        self.runstate = "prelaunch" if start_paused else "running"
+        self.outbox: list[Event] = []
+        #: diagnostics QEMU would print on stderr while running (without the program prefix)
+        self.stderr: list[str] = []
+        self.slots: list[CpuSlot] = []
+        self._slot_by_arch: dict[int, CpuSlot] = {}
+        #: QEMU's CPU list: vCPUs in creation order
+        self.vcpus: list[VCpu] = []
+        #: every device in /machine/peripheral by id (CPUs and others)
+        self.peripheral: dict[str, object] = {}
+        #: /machine/peripheral-anon/device[N] -> device
+        self.peripheral_anon: dict[int, object] = {}
+        self.anon_counter = 0
+        self.unattached_counter = 0
+        self.unattached: dict[int, CpuDevice] = {}
+        self._created = 0
+        self._next_tid = thread_id_base
+        self.boot_cpus = 0
+        self.machine_ready = False
+
+    # -- construction ------------------------------------------------------
+    def set_slots(self, slots: list[CpuSlot]) -> None:
+        self.slots = slots
+        self._slot_by_arch = {s.arch_id: s for s in slots}
+
+    def slot_by_arch_id(self, arch_id: int) -> CpuSlot | None:
+        return self._slot_by_arch.get(arch_id)
+
+    @property
+    def numa_enabled(self) -> bool:
+        return self.numa_state is not None and self.numa_state.num_nodes > 0
+
+    @property
+    def props_show_node(self) -> bool:
+        return self.numa_enabled
+
+    def create_boot_cpus(self) -> None:
+        """Create the ``-smp cpus`` boot CPU devices (x86 threads / sPAPR cores) in slot order."""
+        per = self.slots[0].vcpus_count if self.slots else 1
+        n = self.topology.cpus // per
+        for k in range(n):
+            self._attach(self.slots[k], self.policy.boot_qom_path(k), None, hotplugged=False)
+        self.boot_cpus = n
+        self.unattached_counter = self.policy.board_unattached_count(n)
+
+    def finish_startup(self) -> None:
+        self.machine_ready = True
+
+    # -- events ----------------------------------------------------------------
+    def emit(self, name: str, data: dict | None = None) -> None:
+        self.outbox.append(Event(name, data, self.clock()))
+
+    def drain_events(self) -> list[Event]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    # -- queries -----------------------------------------------------------------
+    def query_hotpluggable_cpus(self) -> list[dict]:
+        if not self.machine.hotpluggable_cpus:
+            raise GenericError("The feature 'query-hotpluggable-cpus' is not enabled")
+        show_node = self.props_show_node
+        out = []
+        for slot in reversed(self.slots):
+            entry: dict = {"props": slot.qmp_props(show_node), "vcpus-count": slot.vcpus_count}
+            if slot.cpu is not None:
+                entry["qom-path"] = slot.cpu.qom_path
+            entry["type"] = slot.type
+            out.append(entry)
+        return out
+
+    def query_cpus_fast(self) -> list[dict]:
+        show_node = self.props_show_node
+        target = self.policy.target
+        return [{"thread-id": v.thread_id, "props": v.device.slot.qmp_props(show_node),
+                 "qom-path": v.qom_path, "cpu-index": v.cpu_index, "target": target}
+                for v in self.vcpus]
+
+    def query_cpus(self) -> list[dict]:
+        """Legacy ``query-cpus`` (QEMU <= 5.2): vCPUs in cpu-index order."""
+        show_node = self.props_show_node
+        halted = self.runstate != "running"
+        arch = self.policy.legacy_arch
+        out = []
+        for i, v in enumerate(sorted(self.vcpus, key=lambda v: v.cpu_index)):
+            entry = {"CPU": v.cpu_index, "current": i == 0, "halted": halted, "qom_path": v.qom_path,
+                     "thread_id": v.thread_id, "props": v.device.slot.qmp_props(show_node), "arch": arch}
+            if arch == "x86":
+                entry["pc"] = 0xFFFFFFF0
+            else:
+                entry["nip"] = 0x100
+            out.append(entry)
+        return out
+
+    def query_status(self) -> dict:
+        return {"status": self.runstate, "singlestep": False, "running": self.runstate == "running"}
+
+    # -- device_add ----------------------------------------------------------
+    def device_add(self, arguments: dict) -> None:
+        """QEMU 7.2's ``qmp_device_add`` for CPU devices, check for check."""
+        ident, opts = opts_from_qmp(arguments)
+        driver = opts.pop("driver", None)
+        if driver is None:
+            raise GenericError("Parameter 'driver' is missing")
+        bus = opts.pop("bus", None)
+        if driver in PCI_DEVICES:
+            check_generic_bus(self.machine.family, driver, bus, self._BUSES.get(self.machine.family, {}))
+            self._plug_generic(driver, ident, opts)
+            return
+        self._check_driver(driver)
+        if bus is not None:
+            self._check_bus(driver, bus)
+        self._plug_cpu(driver, ident, opts, hotplugged=self.machine_ready)
+
+    def _assign_id(self, ident: str | None) -> tuple[str, int | None]:
+        """qdev_set_id: ids are shared by every device; an anonymous add that gets this far
+        consumes a peripheral-anon number even if it fails later."""
+        if ident is not None:
+            if ident in self.peripheral:
+                raise GenericError(f"Duplicate device ID '{ident}'")
+            return f"/machine/peripheral/{ident}", None
+        anon = self.anon_counter
+        self.anon_counter += 1
+        return f"/machine/peripheral-anon/device[{anon}]", anon
+
+    def _register(self, device, ident: str | None, anon: int | None) -> None:
+        if ident is not None:
+            self.peripheral[ident] = device
+        else:
+            self.peripheral_anon[anon] = device
+
+    def _plug_generic(self, driver: str, ident: str | None, opts: dict[str, str]) -> None:
+        path, anon = self._assign_id(ident)
+        props = parse_generic_properties(driver, opts)
+        self._register(GenericDevice(driver, ident, path, props), ident, anon)
+
+    def _check_driver(self, driver: str) -> None:
+        arch = self.policy.arch
+        from .cpu_models import cpu_definitions, known_plug_types
+        if driver in known_plug_types(arch):
+            return
+        if driver in ABSTRACT_TYPES[arch]:
+            raise GenericError("Parameter 'driver' expects a non-abstract device type")
+        if arch == "ppc64" and any(d["typename"] == driver for d in cpu_definitions(arch)):
+            raise GenericError("Parameter 'driver' expects a pluggable device type")
+        raise GenericError(f"'{driver}' is not a valid device model name")
+
+    _BUSES = {
+        "pc": {"pci.0": "PCI", "isa.0": "ISA", "main-system-bus": "System", "ide.0": "IDE", "ide.1": "IDE"},
+        "q35": {"pcie.0": "PCIE", "isa.0": "ISA", "main-system-bus": "System", "ide.0": "IDE", "ide.1": "IDE",
+                "ide.2": "IDE", "ide.3": "IDE", "ide.4": "IDE", "ide.5": "IDE"},
+        "pseries": {"pci.0": "PCI", "spapr-vio": "spapr-vio-bus", "main-system-bus": "System"},
+    }
+
+    def _check_bus(self, driver: str, bus: str) -> None:
+        buses = self._BUSES.get(self.machine.family, {})
+        name = bus.strip("/").split("/")[-1] if bus else bus
+        if name not in buses:
+            raise GenericError(f"Bus '{bus}' not found")
+        raise GenericError(f"Device '{driver}' can't go on {buses[name]} bus")
+
+    def _plug_cpu(self, driver: str, ident: str | None, opts: dict[str, str], *, hotplugged: bool,
+                  legacy: bool = False) -> CpuDevice:
+        path, anon = self._assign_id(ident)
+        values = self.policy.parse_properties(driver, opts)
+        slot = self.policy.pre_plug(self, driver, values, hotplugged)
+        self.check_plug_order(slot)
+        device = self._attach(slot, path, ident, hotplugged=hotplugged)
+        self._register(device, ident, anon)
+        return device
+
+    def check_node_id(self, slot: CpuSlot, node_id: int) -> None:
+        """``numa_cpu_pre_plug``: a given node-id must be the slot's."""
+        slot_node = slot.node_id if slot.node_id is not None else 0
+        if node_id != -1 and node_id != slot_node:
+            raise GenericError(f"invalid node-id, must be {slot_node}")
+
+    def check_plug_order(self, slot: CpuSlot) -> None:
+        """QEMU 2.7's rule (only in the ``qemu-2.7`` profile): CPUs are plugged in slot order."""
+        if not self.in_order_plug:
+            return
+        for s in self.slots[: slot.index]:
+            if s.cpu is None:
+                raise GenericError(
+                    f"CPU slot {slot.index} cannot be plugged before slot {s.index}: "
+                    "this machine plugs CPUs in order (QEMU 2.7 rule)")
+
+    def _next_cpu_index(self, slot: CpuSlot, i: int) -> int:
+        if self.cpu_index_rule.kind == "count":
+            return len(self.vcpus)
+        return slot.first_cpu_index + i
+
+    def _attach(self, slot: CpuSlot, path: str, ident: str | None, *, hotplugged: bool,
+                legacy: bool = False) -> CpuDevice:
+        self._created += 1
+        device = CpuDevice(slot=slot, qom_path=path, id=ident, hotplugged=hotplugged, legacy=legacy,
+                           guest_configured=not hotplugged, created=self._created)
+        for i, (_, vpath) in enumerate(self.policy.vcpu_paths(path, slot)):
+            vcpu = VCpu(cpu_index=self._next_cpu_index(slot, i), qom_path=vpath,
+                        thread_id=self._next_tid, device=device)
+            self._next_tid += 1
+            device.vcpus.append(vcpu)
+            self.vcpus.append(vcpu)
+        slot.cpu = device
+        return device
+
+    def remove_cpu_device(self, device: CpuDevice, *, events: bool = True) -> None:
+        """Finish an unplug: the device leaves every list and its slot is free again."""
+        if events:
+            for data in self.policy.deleted_events(device):
+                self.emit("DEVICE_DELETED", data)
+        gone = set(map(id, device.vcpus))
+        self.vcpus = [v for v in self.vcpus if id(v) not in gone]
+        device.slot.cpu = None
+        if device.id is not None:
+            self.peripheral.pop(device.id, None)
+        else:
+            for k, d in list(self.peripheral_anon.items()):
+                if d is device:
+                    del self.peripheral_anon[k]
+            for k, d in list(self.unattached.items()):
+                if d is device:
+                    del self.unattached[k]
+
+    # -- legacy cpu-add --------------------------------------------------------
+    def cpu_add(self, cpu_id: int) -> None:
+        """Legacy ``cpu-add`` (QEMU <= 5.1; the 2016 RFC on sPAPR): an unattached CPU, no id."""
+        slot = self.policy.cpu_add_slot(self, cpu_id)
+        if self.policy.arch == "ppc64":
+            self.check_plug_order(slot)
+        path = f"/machine/unattached/device[{self.unattached_counter}]"
+        self.unattached_counter += 1
+        self._attach(slot, path, None, hotplugged=True, legacy=True)
+
+    # -- device_del ------------------------------------------------------------
+    def device_del(self, ident: str) -> None:
+        try:
+            device = self.find_device(ident)
+        except _Ignored:
+            return
+        if isinstance(device, GenericDevice):
+            # ACPI PCI hotplug hands the request to the guest; with no guest nothing happens
+            device.unplug_requested = True
+            return
+        self.policy.unplug_request(self, device)
+
+    def find_device(self, ident: str) -> CpuDevice:
+        """``find_device_state``: an id (relative to /machine/peripheral) or an absolute path."""
+        if ident.startswith("/"):
+            parts = [p for p in ident.split("/") if p]
+            return self._resolve_absolute(ident, parts)
+        parts = [p for p in ident.split("/") if p]
+        if not parts:
+            raise GenericError(f"{ident} is not a hotpluggable device")
+        dev = self.peripheral.get(parts[0])
+        if dev is None:
+            raise DeviceNotFound(f"Device '{ident}' not found")
+        return self._resolve_child(ident, dev, parts[1:])
+
+    def _resolve_absolute(self, ident: str, parts: list[str]) -> CpuDevice:
+        containers = {(), ("machine",), ("machine", "peripheral"), ("machine", "peripheral-anon"),
+                      ("machine", "unattached")}
+        if tuple(parts) in containers:
+            raise GenericError(f"{ident} is not a hotpluggable device")
+        if len(parts) >= 3 and parts[0] == "machine":
+            where, name, rest = parts[1], parts[2], parts[3:]
+            if where == "peripheral" and name in self.peripheral:
+                return self._resolve_child(ident, self.peripheral[name], rest)
+            n = _device_number(name)
+            if where == "peripheral-anon" and n in self.peripheral_anon:
+                return self._resolve_child(ident, self.peripheral_anon[n], rest)
+            if where == "unattached" and n is not None:
+                for device in self._unattached_cpus():
+                    if device.qom_path == f"/machine/unattached/{name}":
+                        return self._resolve_child(ident, device, rest)
+                kind = self.policy.unattached_kind(n, self.boot_cpus)
+                if kind is not None and not rest:
+                    if kind == "xive":
+                        raise _Ignored()
+                    raise GenericError("Bus 'main-system-bus' does not support hotplugging")
+        raise DeviceNotFound(f"Device '{ident}' not found")
+
+    def _unattached_cpus(self):
+        for slot in self.slots:
+            if slot.cpu is not None and slot.cpu.qom_path.startswith("/machine/unattached/"):
+                yield slot.cpu
+
+    def _resolve_child(self, ident: str, device, rest: list[str]) -> CpuDevice:
+        if not rest:
+            return device
+        # A child of a CPU (its lapic, a core's thread, a thread's interrupt presenter):
+        # QEMU 7.2 aborts on an assertion here; a simulator answers instead.
+        children = {"lapic"} if self.policy.arch == "x86_64" else {
+            f"thread[{i}]" for i in range(len(device.vcpus))}
+        if rest[0] in children and (len(rest) == 1 or (
+                len(rest) == 2 and self.policy.arch == "ppc64" and rest[1] in self.policy.thread_children())):
+            raise GenericError(f"Device '{ident}' is part of CPU '{device.qom_path}' and cannot be "
+                               "unplugged on its own (QEMU 7.2 aborts here)")
+        raise DeviceNotFound(f"Device '{ident}' not found")
+
+    # -- QOM properties ------------------------------------------------------------
+    def qom_get(self, path: str, prop: str):
+        """``qom-get`` on a CPU device (or a sPAPR core's thread): the properties QEMU has."""
+        obj, props = self._qom_object(path)
+        if prop not in props:
+            raise GenericError(f"Property '{props['type']}.{prop}' not found")
+        return props[prop]
+
+    def _qom_object(self, path: str):
+        for slot in self.slots:
+            dev = slot.cpu
+            if dev is None:
+                continue
+            if dev.qom_path == path:
+                return dev, self._device_props(dev)
+            for i, v in enumerate(dev.vcpus):
+                if v.qom_path == path and v.qom_path != dev.qom_path:
+                    return v, {"type": self.cpu_model.cpu_type, "realized": True, "hotpluggable": False,
+                               "hotplugged": dev.hotplugged}
+        raise DeviceNotFound(f"Device '{path}' not found")
+
+    def _device_props(self, dev: CpuDevice) -> dict:
+        slot = dev.slot
+        common = {"type": slot.type, "realized": True, "hotpluggable": True, "hotplugged": dev.hotplugged,
+                  "node-id": slot.node_id if slot.node_id is not None else -1}
+        if self.policy.arch == "x86_64":
+            p = slot.props
+            return {**common, "apic-id": slot.arch_id, "socket-id": p["socket-id"], "die-id": p.get("die-id", 0),
+                    "core-id": p["core-id"], "thread-id": p["thread-id"]}
+        return {**common, "core-id": slot.arch_id, "nr-threads": slot.vcpus_count}
+
+    # -- run state ---------------------------------------------------------------
+    def cont(self) -> None:
+        if self.runstate in ("running",):
+            return
+        if self.runstate == "inmigrate":
+            return
+        if self.runstate in ("shutdown", "guest-panicked", "internal-error"):
+            raise GenericError("Resetting the Virtual Machine is required")
+        self.emit("RESUME")
+        self.runstate = "running"
+
+    def stop(self) -> None:
+        if self.runstate == "running":
+            self.runstate = "paused"
+            self.emit("STOP")
+
+    def system_reset(self) -> None:
+        self.emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
+        self.stderr.extend(self.policy.reset_warnings(self.cpu_model.name))
+        self.guest.on_reset(self) if hasattr(self.guest, "on_reset") else None
+
+    def system_powerdown(self) -> None:
+        self.emit("POWERDOWN")
+
+    def quit(self) -> None:
+        self.emit("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"})
+        self.runstate = "shutdown"
+
+
+class _Ignored(Exception):
+    """device_del of an object QEMU accepts and ignores (spapr-xive)."""
+
+
+def _device_number(name: str) -> int | None:
+    if name.startswith("device[") and name.endswith("]") and name[7:-1].isdigit():
+        return int(name[7:-1])
+    return None

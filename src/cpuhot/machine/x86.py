@@ -1,0 +1,179 @@
+"""x86 (pc / q35) CPU policy: one slot per thread, APIC IDs, ACPI CPU hotplug.
+
+Everything here follows QEMU 7.2's ``x86_cpu_pre_plug`` / ``x86_cpu_unplug_request_cb``
+and the facts recorded from a real 7.2 (see ``tests/conformance``).
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigError, GenericError
+from .qdev import parse_bool_property, parse_int_property
+from .slots import CpuSlot
+from .topology import CpuTopology, TopoIds
+
+UNASSIGNED_APIC_ID = 0xFFFFFFFF
+
+#: properties of an x86 CPU device that device_add may set, with their C types
+X86_CPU_PROPERTIES = {
+    "socket-id": "int32_t", "die-id": "int32_t", "core-id": "int32_t", "thread-id": "int32_t",
+    "node-id": "int32_t", "apic-id": "uint32_t",
+}
+#: boolean properties accepted and ignored (they do not change the hotplug surface)
+X86_CPU_FLAGS = ("start-powered-off", "pmu", "check", "enforce", "migratable", "x2apic", "hypervisor")
+
+#: unattached QOM devices a pc/q35 board creates besides its CPUs (qom-list on 7.2)
+BOARD_UNATTACHED = {"pc": 26, "q35": 24}
+
+
+class X86Policy:
+    """One slot per thread; slot index = cpu-index; arch id = APIC ID."""
+
+    arch = "x86_64"
+    target = "x86_64"
+    legacy_arch = "x86"
+
+    def __init__(self, family: str, topology: CpuTopology, cpu_type: str, accel: str, cpu_max: int):
+        self.family = family
+        self.topology = topology
+        self.cpu_type = cpu_type
+        self.accel = accel
+        self.cpu_max = cpu_max
+
+    # -- start-up ------------------------------------------------------------
+    def check_config(self) -> None:
+        """The x86 refusals that come after -smp parsing."""
+        if self.accel == "tcg" and self.topology.max_apic_id >= 255:
+            raise ConfigError("current -smp configuration requires kernel irqchip and X2APIC API support.")
+
+    def startup_warnings(self, cpu_model_name: str) -> list[str]:
+        if cpu_model_name == "qemu64" and self.topology.threads > 1:
+            return [f"warning: This family of AMD CPU doesn't support hyperthreading({self.topology.threads})",
+                    "Please configure -smp options properly or try enabling topoext feature."]
+        return []
+
+    def reset_warnings(self, cpu_model_name: str) -> list[str]:
+        return []
+
+    def build_slots(self) -> list[CpuSlot]:
+        t = self.topology
+        slots = []
+        for i in range(t.max_cpus):
+            ids = t.ids_from_index(i)
+            props = {"core-id": ids.core, "thread-id": ids.thread}
+            if t.dies > 1:
+                props["die-id"] = ids.die
+            props["socket-id"] = ids.socket
+            slots.append(CpuSlot(index=i, props=props, arch_id=t.apic_id(ids), vcpus_count=1,
+                                 type=self.cpu_type, first_cpu_index=i))
+        return slots
+
+    def default_node(self, slot: CpuSlot, num_nodes: int) -> int:
+        return slot.props["socket-id"] % num_nodes
+
+    def describe_slot(self, slot: CpuSlot) -> str:
+        p = slot.props
+        die = f", die-id: {p['die-id']}" if "die-id" in p else ""
+        return f"socket-id: {p['socket-id']}{die}, core-id: {p['core-id']}, thread-id: {p['thread-id']}"
+
+    # -- QOM naming ----------------------------------------------------------
+    def boot_qom_path(self, k: int) -> str:
+        """Boot CPU k: device[0] for CPU 0, then device[k+1] (device[1] is kvmvapic)."""
+        return f"/machine/unattached/device[{0 if k == 0 else k + 1}]"
+
+    def board_unattached_count(self, boot_cpus: int) -> int:
+        return BOARD_UNATTACHED[self.family] + boot_cpus
+
+    def unattached_kind(self, n: int, boot_cpus: int) -> str | None:
+        """What ``/machine/unattached/device[n]`` is, apart from CPUs: ``sysbus`` or None."""
+        if n == 1:
+            return "sysbus"   # kvmvapic
+        if n < self.board_unattached_count(boot_cpus):
+            return "sysbus"
+        return None
+
+    def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
+        return [(slot.first_cpu_index, device_path)]
+
+    # -- device_add ----------------------------------------------------------
+    def property_types(self) -> dict[str, str]:
+        return X86_CPU_PROPERTIES
+
+    def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool]:
+        values: dict[str, int | bool] = {}
+        for key, text in opts.items():
+            if key in ("hotplugged", "hotpluggable"):
+                raise GenericError(f"Property '{driver}.{key}' is not writable")
+            if key in X86_CPU_PROPERTIES:
+                values[key] = parse_int_property(key, text, X86_CPU_PROPERTIES[key])
+            elif key in X86_CPU_FLAGS:
+                parse_bool_property(key, text)
+            else:
+                raise GenericError(f"Property '{driver}.{key}' not found")
+        return values
+
+    def pre_plug(self, vm, driver: str, values: dict, hotplugged: bool) -> CpuSlot:
+        """``x86_cpu_pre_plug``: type, topology ids, slot, occupancy, id/APIC agreement, node."""
+        t = self.topology
+        if driver != self.cpu_type:
+            raise GenericError(f"Invalid CPU type, expected cpu type: '{self.cpu_type}'")
+        socket_id = values.get("socket-id", -1)
+        die_id = values.get("die-id", -1)
+        core_id = values.get("core-id", -1)
+        thread_id = values.get("thread-id", -1)
+        apic_id = values.get("apic-id", UNASSIGNED_APIC_ID)
+        if t.dies == 1 and die_id < 0:
+            die_id = 0
+        if apic_id == UNASSIGNED_APIC_ID:
+            for name, value, count in (("socket-id", socket_id, t.sockets), ("die-id", die_id, t.dies),
+                                       ("core-id", core_id, t.cores), ("thread-id", thread_id, t.threads)):
+                if value < 0:
+                    raise GenericError(f"CPU {name} is not set")
+                if value > count - 1:
+                    raise GenericError(f"Invalid CPU {name}: {value} must be in range 0:{count - 1}")
+            apic_id = t.apic_id(TopoIds(socket_id, die_id, core_id, thread_id))
+        slot = vm.slot_by_arch_id(apic_id)
+        if slot is None:
+            ids = t.ids_from_apic_id(apic_id)
+            raise GenericError(
+                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, core: {ids.core}, thread: {ids.thread}] "
+                f"with APIC ID {apic_id}, valid index range 0:{len(vm.slots) - 1}")
+        if slot.cpu is not None:
+            raise GenericError(f"CPU[{slot.index}] with APIC ID {apic_id} exists")
+        ids = t.ids_from_apic_id(apic_id)
+        for name, given, actual in (("socket-id", socket_id, ids.socket), ("die-id", die_id, ids.die),
+                                    ("core-id", core_id, ids.core), ("thread-id", thread_id, ids.thread)):
+            if given != -1 and given != actual:
+                raise GenericError(f"property {name}: {given & 0xFFFFFFFF} doesn't match set apic-id: "
+                                   f"0x{apic_id:x} ({name}: {actual})")
+        vm.check_node_id(slot, values.get("node-id", -1))
+        return slot
+
+    # -- device_del ----------------------------------------------------------
+    def unplug_request(self, vm, device) -> None:
+        """``x86_cpu_unplug_request_cb``: boot CPU refused; the rest goes to ACPI (guest model)."""
+        if device.slot.index == 0:
+            raise GenericError("Boot CPU is unpluggable")
+        vm.guest.x86_unplug_request(vm, device)
+
+    def deleted_events(self, device) -> list[dict]:
+        """DEVICE_DELETED data when the guest has ejected an x86 CPU: its local APIC, then the CPU."""
+        core = {"device": device.id, "path": device.qom_path} if device.id else {"path": device.qom_path}
+        return [{"path": f"{device.qom_path}/lapic"}, core]
+
+    # -- legacy cpu-add (QEMU <= 5.1) -----------------------------------------
+    def cpu_add_slot(self, vm, cpu_id: int) -> CpuSlot:
+        if cpu_id < 0:
+            raise GenericError(f"Invalid CPU id: {cpu_id}")
+        t = self.topology
+        if cpu_id >= t.max_cpus:
+            ids = t.ids_from_index(cpu_id)
+            apic = t.apic_id(ids)
+            raise GenericError(
+                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, core: {ids.core}, thread: {ids.thread}] "
+                f"with APIC ID {apic}, valid index range 0:{t.max_cpus - 1}")
+        slot = vm.slots[cpu_id]
+        if slot.arch_id >= 255 and self.accel == "tcg":
+            raise GenericError(f"Unable to add CPU: {cpu_id}, resulting APIC ID ({slot.arch_id}) is too large")
+        if slot.cpu is not None:
+            raise GenericError(f"CPU[{slot.index}] with APIC ID {slot.arch_id} exists")
+        return slot
