@@ -42,7 +42,7 @@ def test_old_machines_prefer_sockets():
 
 def test_zero_parameter_warns_and_counts_as_omitted():
     t, warnings = derive_topology(parse_smp("4,sockets=0"), PC)
-    assert warnings == [ZERO_WARNING] and t.sockets == 1 and t.cores == 4
+    assert warnings == [f"warning: {ZERO_WARNING}"] and t.sockets == 1 and t.cores == 4
 
 
 @pytest.mark.parametrize("text, rules, message", [

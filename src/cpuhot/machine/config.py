@@ -23,6 +23,8 @@ from .x86 import X86Policy
 from .qdev import id_wellformed
 
 DEFAULT_RAM = 128 << 20
+PSERIES_DEFAULT_RAM = 512 << 20
+SPAPR_MEMORY_BLOCK_SIZE = 256 << 20
 
 
 @dataclass
@@ -62,13 +64,13 @@ def _machine_props(text: str | None) -> tuple[str | None, dict[str, str]]:
     return props.pop("type", None), props
 
 
-def _memory_size(text: str | None) -> int:
+def _memory_size(text: str | None, default: int = DEFAULT_RAM) -> int:
     if text is None:
-        return DEFAULT_RAM
+        return default
     pairs = dict(parse_option_string(text, implied="size"))
     size = pairs.get("size")
     if size is None:
-        return DEFAULT_RAM
+        return default
     try:
         value = parse_size(size, default_unit=1 << 20)
     except ValueError:
@@ -116,7 +118,7 @@ def build_machine(opts: LaunchOptions, *, clock: Callable[[], float] = time.time
     topology, smp_warnings = derive_topology(parse_smp(opts.smp), rules)
     warnings.extend(smp_warnings)
     cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type)
-    ram_size = _memory_size(opts.memory)
+    ram_size = _memory_size(opts.memory, PSERIES_DEFAULT_RAM if family == "pseries" else DEFAULT_RAM)
     memdevs = _memory_backends(opts.objects)
 
     if family == "pseries":
@@ -125,7 +127,8 @@ def build_machine(opts: LaunchOptions, *, clock: Callable[[], float] = time.time
         policy = SpaprPolicy(topology, cpu_model.core_type, accel, version, cpu_model.name,
                              hotpluggable=machine.hotpluggable_cpus)
     else:
-        policy = X86Policy(family, topology, cpu_model.cpu_type, accel, machine.cpu_max)
+        policy = X86Policy(family, topology, cpu_model.cpu_type, accel, machine.cpu_max,
+                           cpu_text=opts.cpu or cpu_model.name)
 
     slots = policy.build_slots()
     numa = NumaBuilder(slots, max_cpus=topology.max_cpus, numa_mem_supported=machine.numa_mem_supported,
@@ -136,11 +139,16 @@ def build_machine(opts: LaunchOptions, *, clock: Callable[[], float] = time.time
         numa.apply(parse_numa_option("node"))     # pseries enables NUMA by itself (one node)
         numa.state.nodes[0].mem = ram_size
         numa.state.nodes[0].has_mem = True
+    user_numa = bool(numa.state.nodes)
     numa_state = numa.finish(ram_size, lambda s: policy.default_node(s, numa.state.num_nodes),
                              policy.describe_slot)
+    if family == "pseries" and user_numa:
+        for nodeid in sorted(numa_state.nodes):
+            mem = numa_state.nodes[nodeid].mem
+            if mem % SPAPR_MEMORY_BLOCK_SIZE:
+                raise ConfigError(f"Node {nodeid} memory size 0x{mem:x} is not aligned to 256 MiB")
     warnings.extend(numa.warnings)
     policy.check_config()
-    warnings.extend(policy.startup_warnings(cpu_model.name))
 
     vm = VirtualMachine(policy=policy, machine=machine, topology=topology, cpu_model=cpu_model,
                         numa_state=numa_state if numa_state.num_nodes else None, ram_size=ram_size,
@@ -149,13 +157,17 @@ def build_machine(opts: LaunchOptions, *, clock: Callable[[], float] = time.time
                         cpu_index_rule=CpuIndexRule(opts.cpu_index_rule), in_order_plug=opts.in_order_plug)
     vm.set_slots(slots)
     vm.create_boot_cpus()
+    device_ids: set[str] = set()
     for text in opts.devices:
-        _cold_plug(vm, text)
+        _cold_plug(vm, text, device_ids)
+    warnings.extend(text for _, text in vm.stderr)
+    vm.stderr.clear()
+    warnings.extend(policy.startup_warnings(cpu_model.name))
     vm.finish_startup()
     return BuiltMachine(vm=vm, warnings=warnings)
 
 
-def _cold_plug(vm: VirtualMachine, text: str) -> None:
+def _cold_plug(vm: VirtualMachine, text: str, device_ids: set[str]) -> None:
     """``-device DRIVER,k=v,...``: the same checks as device_add, before the machine is ready."""
     location = f"-device {text}"
     try:
@@ -165,8 +177,12 @@ def _cold_plug(vm: VirtualMachine, text: str) -> None:
     args: dict = {}
     for k, v in pairs:
         args[k] = v
-    if "id" in args and not id_wellformed(args["id"]):
-        raise ConfigError("Parameter 'id' expects an identifier", location=location)
+    if "id" in args:
+        if not id_wellformed(args["id"]):
+            raise ConfigError("Parameter 'id' expects an identifier", location=location)
+        if args["id"] in device_ids:        # QemuOpts sees the clash before qdev does
+            raise ConfigError(f"Duplicate ID '{args['id']}' for device", location=location)
+        device_ids.add(args["id"])
     try:
         vm.device_add(args)
     except QMPError as e:

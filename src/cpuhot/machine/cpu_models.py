@@ -75,6 +75,49 @@ def model_from_type(arch: str, cpu_type: str) -> CpuModel:
     return CpuModel(name=family, cpu_type=cpu_type, core_type=core)
 
 
+@cache
+def _tcg_warning_table() -> dict[str, list[str]]:
+    path = resources.files("cpuhot.machine").joinpath("data/tcg-warnings-x86_64.json")
+    return json.loads(path.read_text())
+
+
+@cache
+def _tcg_feature_lines() -> tuple[dict[str, str], dict[str, int]]:
+    """feature name -> warning text, and the print rank of each CPUID word."""
+    lines: dict[str, str] = {}
+    rank: dict[str, int] = {}
+    for texts in _tcg_warning_table().values():
+        for text in texts:
+            where = text.split(": ", 1)[1]             # CPUID.01H:ECX.x2apic [bit 21]
+            word, rest = where.rsplit(".", 1)
+            name = rest.split(" [", 1)[0]
+            lines[name] = text
+            rank.setdefault(word, len(rank))
+    return lines, rank
+
+
+def tcg_feature_warnings(cpu_text: str) -> list[str]:
+    """What QEMU 7.2's TCG prints (one line per feature) when it realises an x86 CPU of ``-cpu cpu_text``."""
+    name, *features = cpu_text.split(",")
+    table = _tcg_warning_table()
+    feature_lines, rank = _tcg_feature_lines()
+    wanted = {t.split(": ", 1)[1].rsplit(".", 1)[1].split(" [", 1)[0]: t for t in table.get(name, [])}
+    for f in features:
+        if f.startswith("+") or f.endswith("=on"):
+            key = f[1:] if f.startswith("+") else f[:-3]
+            if key in feature_lines:
+                wanted[key] = feature_lines[key]
+        elif f.startswith("-") or f.endswith("=off"):
+            wanted.pop(f[1:] if f.startswith("-") else f[:-4], None)
+
+    def order(text: str):
+        where = text.split(": ", 1)[1]
+        word = where.rsplit(".", 1)[0]
+        bit = int(where.rsplit("[bit ", 1)[1].rstrip("]"))
+        return rank.get(word, 99), bit
+    return sorted(wanted.values(), key=order)
+
+
 def known_plug_types(arch: str) -> frozenset[str]:
     """Every CPU device type ``device_add`` recognises as a driver name on ``arch``."""
     if arch == "x86_64":

@@ -42,6 +42,8 @@ class SpaprPolicy:
     # -- start-up ------------------------------------------------------------
     def check_config(self) -> None:
         t = self.topology
+        if not self.hotpluggable and t.max_cpus != t.cpus:
+            raise ConfigError("This machine version does not support CPU hotplug")
         if self.accel == "tcg" and t.threads > 1:
             raise ConfigError("TCG cannot support more than 1 thread/core on a pseries machine")
         if t.threads & (t.threads - 1):
@@ -63,6 +65,9 @@ class SpaprPolicy:
 
     reset_warnings = startup_warnings
 
+    def realize_warnings(self) -> list[str]:
+        return []
+
     def build_slots(self) -> list[CpuSlot]:
         t = self.topology
         n = t.max_cpus // t.threads
@@ -82,11 +87,13 @@ class SpaprPolicy:
         return f"/machine/unattached/device[{k + 1 if self.xive else k}]"
 
     def board_unattached_count(self, boot_cores: int) -> int:
-        return boot_cores + (1 if self.xive else 0)
+        """spapr-xive (when XIVE is on), the boot cores, then spapr-vio-bridge, spapr-nvram, the PHB."""
+        return boot_cores + (1 if self.xive else 0) + 3
 
     def unattached_kind(self, n: int, boot_cores: int) -> str | None:
-        if self.xive and n == 0:
-            return "xive"
+        """Board devices that are not cores: QEMU 7.2 accepts device_del of them and does nothing."""
+        if n < self.board_unattached_count(boot_cores):
+            return "ignored"
         return None
 
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:

@@ -60,8 +60,8 @@ class VirtualMachine:
         self.guest = guest or NoGuest()
         self.runstate = "prelaunch" if start_paused else "running"
         self.outbox: list[Event] = []
-        #: diagnostics QEMU would print on stderr while running (without the program prefix)
-        self.stderr: list[str] = []
+        #: what QEMU would print on stderr: (prefixed with the program name?, text)
+        self.stderr: list[tuple[bool, str]] = []
         self.slots: list[CpuSlot] = []
         self._slot_by_arch: dict[int, CpuSlot] = {}
         #: QEMU's CPU list: vCPUs in creation order
@@ -261,6 +261,8 @@ class VirtualMachine:
             device.vcpus.append(vcpu)
             self.vcpus.append(vcpu)
         slot.cpu = device
+        # a CPU realised on behalf of a monitor command is reported without the program name
+        self.stderr.extend((not self.machine_ready, w) for w in self.policy.realize_warnings())
         return device
 
     def remove_cpu_device(self, device: CpuDevice, *, events: bool = True) -> None:
@@ -334,7 +336,7 @@ class VirtualMachine:
                         return self._resolve_child(ident, device, rest)
                 kind = self.policy.unattached_kind(n, self.boot_cpus)
                 if kind is not None and not rest:
-                    if kind == "xive":
+                    if kind == "ignored":
                         raise _Ignored()
                     raise GenericError("Bus 'main-system-bus' does not support hotplugging")
         raise DeviceNotFound(f"Device '{ident}' not found")
@@ -364,6 +366,26 @@ class VirtualMachine:
         if prop not in props:
             raise GenericError(f"Property '{props['type']}.{prop}' not found")
         return props[prop]
+
+    def qom_list(self, path: str) -> list[dict]:
+        """``qom-list`` of the containers a client cares about (the order is QEMU's hash order,
+        i.e. meaningless; cpuhot lists in creation order)."""
+        parts = [p for p in path.split("/") if p]
+        if parts == ["machine", "peripheral"]:
+            children = [(k, d) for k, d in self.peripheral.items()]
+        elif parts == ["machine", "peripheral-anon"]:
+            children = [(f"device[{n}]", d) for n, d in self.peripheral_anon.items()]
+        elif parts == ["machine", "unattached"]:
+            # only the CPUs: the board's other devices are not modelled
+            children = [(dev.qom_path.rsplit("/", 1)[1], dev) for dev in self._unattached_cpus()]
+        else:
+            obj, props = self._qom_object(path)
+            return [{"name": k, "type": _qom_type_name(v)} for k, v in props.items()]
+        out = [{"name": "type", "type": "string"}]
+        for name, dev in children:
+            typename = dev.driver if isinstance(dev, GenericDevice) else dev.type
+            out.append({"name": name, "type": f"child<{typename}>"})
+        return out
 
     def _qom_object(self, path: str):
         for slot in self.slots:
@@ -406,7 +428,10 @@ class VirtualMachine:
 
     def system_reset(self) -> None:
         self.emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
-        self.stderr.extend(self.policy.reset_warnings(self.cpu_model.name))
+        self.stderr.extend((True, w) for w in self.policy.reset_warnings(self.cpu_model.name))
+        # QEMU's main loop: a reset VM that is not running goes back to prelaunch
+        if self.runstate not in ("running", "inmigrate", "finish-migrate"):
+            self.runstate = "prelaunch"
         self.guest.on_reset(self) if hasattr(self.guest, "on_reset") else None
 
     def system_powerdown(self) -> None:
@@ -419,6 +444,14 @@ class VirtualMachine:
 
 class _Ignored(Exception):
     """device_del of an object QEMU accepts and ignores (spapr-xive)."""
+
+
+def _qom_type_name(value) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    return "string"
 
 
 def _device_number(name: str) -> int | None:

@@ -6,6 +6,7 @@ and the facts recorded from a real 7.2 (see ``tests/conformance``).
 
 from __future__ import annotations
 
+from .cpu_models import tcg_feature_warnings
 from .errors import ConfigError, GenericError
 from .qdev import parse_bool_property, parse_int_property
 from .slots import CpuSlot
@@ -32,7 +33,9 @@ class X86Policy:
     target = "x86_64"
     legacy_arch = "x86"
 
-    def __init__(self, family: str, topology: CpuTopology, cpu_type: str, accel: str, cpu_max: int):
+    def __init__(self, family: str, topology: CpuTopology, cpu_type: str, accel: str, cpu_max: int,
+                 cpu_text: str = "qemu64"):
+        self.cpu_text = cpu_text
         self.family = family
         self.topology = topology
         self.cpu_type = cpu_type
@@ -53,6 +56,12 @@ class X86Policy:
 
     def reset_warnings(self, cpu_model_name: str) -> list[str]:
         return []
+
+    def realize_warnings(self) -> list[str]:
+        """TCG's complaints about CPUID features it cannot provide, printed per CPU realised."""
+        if self.accel != "tcg":
+            return []
+        return [f"warning: {t}" for t in tcg_feature_warnings(self.cpu_text)]
 
     def build_slots(self) -> list[CpuSlot]:
         t = self.topology

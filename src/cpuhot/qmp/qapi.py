@@ -1,0 +1,131 @@
+"""Pydantic v2 models of the QAPI types cpuhot returns, named as QEMU's schema names them.
+
+Commands declare their return type with these models; the dispatcher can
+check every reply against them (``validate_returns``, on in the test-suite),
+and ``query-qmp-schema`` style introspection can be generated from them.
+Field names use QEMU's wire spelling through aliases (``vcpus-count``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class QAPIModel(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+
+class CpuInstanceProperties(QAPIModel):
+    node_id: Optional[int] = Field(None, alias="node-id")
+    socket_id: Optional[int] = Field(None, alias="socket-id")
+    die_id: Optional[int] = Field(None, alias="die-id")
+    cluster_id: Optional[int] = Field(None, alias="cluster-id")
+    core_id: Optional[int] = Field(None, alias="core-id")
+    thread_id: Optional[int] = Field(None, alias="thread-id")
+
+
+class HotpluggableCPU(QAPIModel):
+    type: str
+    vcpus_count: int = Field(alias="vcpus-count")
+    props: CpuInstanceProperties
+    qom_path: Optional[str] = Field(None, alias="qom-path")
+
+
+class CpuInfoFast(QAPIModel):
+    cpu_index: int = Field(alias="cpu-index")
+    qom_path: str = Field(alias="qom-path")
+    thread_id: int = Field(alias="thread-id")
+    props: Optional[CpuInstanceProperties] = None
+    target: str
+
+
+class CpuInfo(QAPIModel):
+    """Legacy ``query-cpus`` entry (QEMU <= 5.2)."""
+    CPU: int
+    current: bool
+    halted: bool
+    qom_path: str
+    thread_id: int
+    props: Optional[CpuInstanceProperties] = None
+    arch: Literal["x86", "sparc", "ppc", "mips", "tricore", "s390", "riscv", "other"]
+    pc: Optional[int] = None
+    nip: Optional[int] = None
+
+
+class StatusInfo(QAPIModel):
+    running: bool
+    singlestep: bool
+    status: str
+
+
+class VersionTriple(QAPIModel):
+    major: int
+    minor: int
+    micro: int
+
+
+class VersionInfo(QAPIModel):
+    qemu: VersionTriple
+    package: str
+
+
+class CommandInfo(QAPIModel):
+    name: str
+
+
+class TargetInfo(QAPIModel):
+    arch: str
+
+
+class KvmInfo(QAPIModel):
+    enabled: bool
+    present: bool
+
+
+class NameInfo(QAPIModel):
+    name: Optional[str] = None
+
+
+class UuidInfo(QAPIModel):
+    UUID: str
+
+
+class MachineInfo(QAPIModel):
+    name: str
+    alias: Optional[str] = None
+    is_default: Optional[bool] = Field(None, alias="is-default")
+    cpu_max: int = Field(alias="cpu-max")
+    hotpluggable_cpus: bool = Field(alias="hotpluggable-cpus")
+    numa_mem_supported: bool = Field(alias="numa-mem-supported")
+    deprecated: bool
+    default_cpu_type: Optional[str] = Field(None, alias="default-cpu-type")
+    default_ram_id: Optional[str] = Field(None, alias="default-ram-id")
+
+
+class CpuDefinitionInfo(QAPIModel):
+    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
+    name: str
+    typename: str
+    static: bool
+    deprecated: bool
+    migration_safe: Optional[bool] = Field(None, alias="migration-safe")
+    unavailable_features: Optional[list[str]] = Field(None, alias="unavailable-features")
+
+
+class Empty(QAPIModel):
+    pass
+
+
+_ADAPTERS: dict[object, TypeAdapter] = {}
+
+
+def validate(return_type, value) -> None:
+    """Raise ``pydantic.ValidationError`` unless ``value`` is a valid ``return_type``."""
+    if return_type is None:
+        return
+    adapter = _ADAPTERS.get(return_type)
+    if adapter is None:
+        adapter = _ADAPTERS[return_type] = TypeAdapter(return_type)
+    adapter.validate_python(value)
