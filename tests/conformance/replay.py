@@ -1,0 +1,225 @@
+"""Replay recorded QEMU 7.2 transcripts against cpuhot and compare, ignoring volatile values.
+
+Used by ``test_replay.py``; also runnable by hand:
+``python -m tests.conformance.replay transcripts/NAME.json`` prints the first difference.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cpuhot.cli import prepare
+from cpuhot.launch import _launch_thread
+
+HERE = Path(__file__).parent
+TRANSCRIPTS = HERE / "transcripts"
+STRICT = ["--compat", "qemu-7.2"]
+PLACEHOLDER = "<volatile>"
+
+
+class Mismatch(AssertionError):
+    pass
+
+
+def load(name_or_path) -> dict:
+    p = Path(name_or_path)
+    if not p.exists():
+        p = TRANSCRIPTS / f"{name_or_path}.json"
+    return json.loads(p.read_text())
+
+
+def normalize(value, keys: set[str], patterns: list[re.Pattern]):
+    if isinstance(value, dict):
+        return {k: (PLACEHOLDER if k in keys else normalize(v, keys, patterns)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize(v, keys, patterns) for v in value]
+    if isinstance(value, str):
+        for p in patterns:
+            value = p.sub(PLACEHOLDER, value)
+    return value
+
+
+class Client:
+    def __init__(self, path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.buf = b""
+        self.eof = False
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self, timeout: float) -> bool:
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        if not r:
+            return False
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def read_line(self, timeout: float = 5.0) -> bytes | None:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.eof:
+                return None
+            self._fill(left)
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def nothing_within(self, timeout: float) -> bool:
+        if self.buf:
+            return False
+        return not self._fill(timeout) and not self.buf
+
+    def at_eof(self, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.eof and time.monotonic() < deadline:
+            if self.buf:
+                return False
+            self._fill(deadline - time.monotonic())
+        return self.eof and not self.buf
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def replay(transcript: dict, *, quiet_wait: float = 0.05) -> dict:
+    """Replay ``transcript`` against cpuhot; raise :class:`Mismatch` at the first difference.
+
+    Returns a small report (how many messages were compared)."""
+    keys = set(transcript.get("volatile_keys", []))
+    patterns = [re.compile(p) for p in transcript.get("volatile_patterns", [])]
+    tmp = tempfile.mkdtemp(prefix="cpuhot-replay-")
+    running, clients, compared = {}, {}, 0
+    try:
+        def subst(v):
+            return json.loads(json.dumps(v).replace("{tmp}", tmp))
+
+        for name, spec in transcript["vms"].items():
+            prog = spec["binary"]
+            argv = [*spec["prefix"], *subst(spec["args"]), *STRICT,
+                    "-qmp", f"unix:{tmp}/{name}.sock,server=on,wait=off"]
+            prepared = prepare(argv, prog=prog)
+            startup = spec["startup"]
+            if startup.get("refused"):
+                if prepared.exit_code != startup["exit_code"]:
+                    raise Mismatch(f"{name}: exit code {prepared.exit_code!r}, QEMU {startup['exit_code']!r}; "
+                                   f"our stderr: {prepared.stderr!r}")
+                if prepared.stderr != subst(startup["stderr"]):
+                    raise Mismatch(f"{name}: stderr {prepared.stderr!r}\n      QEMU {startup['stderr']!r}")
+                compared += 1
+                continue
+            if prepared.exit_code is not None:
+                raise Mismatch(f"{name}: cpuhot refused to start: {prepared.stderr!r}")
+            running[name] = _launch_thread(prepared, f"{tmp}/{name}.sock", None)
+            running[name].prog = prog
+
+
+        for i, step in enumerate(transcript["steps"]):
+            where = f"step {i} ({step.get('client')})"
+            key = (step["vm"], step["client"])
+            if step.get("connect"):
+                clients[key] = Client(f"{tmp}/{step['vm']}.sock")
+                continue
+            c = clients[key]
+            if "send" in step:
+                c.last_command = step["send"].get("execute") if isinstance(step["send"], dict) else None
+                c.send(json.dumps(subst(step["send"])).encode() + b"\n")
+            elif "send_raw" in step:
+                c.send(subst(step["send_raw"]).encode())
+            elif "send_raw_b64" in step:
+                c.send(base64.b64decode(step["send_raw_b64"]))
+            elif "recv" in step:
+                line = c.read_line()
+                if line is None:
+                    raise Mismatch(f"{where}: nothing received, QEMU sent {step['recv']}")
+                if not line.endswith(b"\r"):
+                    raise Mismatch(f"{where}: line not terminated by \\r\\n: {line!r}")
+                got = json.loads(line[:-1])
+                want = subst(step["recv"])
+                if getattr(c, "last_command", None) == "qom-list":
+                    got, want = _sorted_listing(got), _sorted_listing(want)   # QEMU lists in hash order
+                if normalize(got, keys, patterns) != normalize(want, keys, patterns):
+                    raise Mismatch(f"{where}:\n  cpuhot {json.dumps(got)}\n  QEMU   {json.dumps(want)}")
+                if "raw" in step and not (keys & _all_keys(want)):
+                    if line[:-1].decode() != subst(step["raw"]):
+                        raise Mismatch(f"{where}: raw text\n  cpuhot {line[:-1].decode()}\n  QEMU   {step['raw']}")
+                compared += 1
+            elif "recv_unparsed" in step:
+                line = c.read_line()
+                if line is None or line[:-1].decode(errors="replace") != step["recv_unparsed"]:
+                    raise Mismatch(f"{where}: got {line!r}, QEMU sent {step['recv_unparsed']!r}")
+                compared += 1
+            elif "recv_none" in step:
+                if not c.nothing_within(min(step["recv_none"], quiet_wait)):
+                    raise Mismatch(f"{where}: QEMU stayed silent, cpuhot sent {c.read_line(0.1)!r}")
+            elif step.get("close"):
+                c.close()
+            elif step.get("eof"):
+                if not c.at_eof():
+                    raise Mismatch(f"{where}: QEMU closed the connection, cpuhot did not")
+                compared += 1
+            else:
+                raise Mismatch(f"{where}: unknown step {step}")
+        for name, r in running.items():
+            spec = transcript["vms"][name]
+            if "migration" in transcript.get("tags", []):
+                continue
+            ours = r.stderr + "".join(f"{r.prog}: {line}\n" if prefixed else f"{line}\n"
+                                      for prefixed, line in r.vm.stderr)
+            want = subst(spec.get("stderr", ""))
+            if ours != want:
+                raise Mismatch(f"{name}: stderr {ours!r}\n      QEMU {want!r}")
+        return {"compared": compared}
+    finally:
+        for c in clients.values():
+            try:
+                c.close()
+            except OSError:
+                pass
+        for r in running.values():
+            r.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sorted_listing(msg):
+    if isinstance(msg, dict) and isinstance(msg.get("return"), list):
+        return {**msg, "return": sorted(msg["return"], key=lambda e: json.dumps(e, sort_keys=True))}
+    return msg
+
+
+def _all_keys(v) -> set[str]:
+    if isinstance(v, dict):
+        out = set(v)
+        for x in v.values():
+            out |= _all_keys(x)
+        return out
+    if isinstance(v, list):
+        out = set()
+        for x in v:
+            out |= _all_keys(x)
+        return out
+    return set()
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        t = load(arg)
+        try:
+            print(t["name"], replay(t))
+        except Mismatch as e:
+            print(t["name"], "MISMATCH", e)

@@ -1,0 +1,39 @@
+"""Every recorded QEMU 7.2 transcript, replayed against cpuhot ``--compat qemu-7.2``.
+
+A scenario cpuhot cannot match yet is listed in ``KNOWN_GAPS`` with the reason (an xfail,
+strict: it turns red when the gap closes so the list stays honest).  Scenarios where QEMU
+itself crashes (tag ``crash``) are replayed up to the crash only: cpuhot must answer instead.
+"""
+
+import json
+
+import pytest
+
+from .replay import TRANSCRIPTS, Mismatch, replay
+
+KNOWN_GAPS: dict[str, str] = {}
+
+SCENARIOS = sorted(p.stem for p in TRANSCRIPTS.glob("*.json"))
+
+
+def params():
+    for name in SCENARIOS:
+        marks = []
+        if name in KNOWN_GAPS:
+            marks.append(pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True, raises=Mismatch))
+        yield pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", params())
+def test_replay_matches_qemu(name):
+    transcript = json.loads((TRANSCRIPTS / f"{name}.json").read_text())
+    if "crash" in transcript["tags"]:
+        pytest.skip("QEMU 7.2 crashes here; covered by tests/unit (cpuhot answers instead)")
+    report = replay(transcript)
+    assert report["compared"] > 0
+
+
+def test_corpus_size_and_gap_budget():
+    assert len(SCENARIOS) >= 80
+    assert len(KNOWN_GAPS) < 0.05 * len(SCENARIOS), "more than 5% of the corpus is a known gap"
+    assert set(KNOWN_GAPS) <= set(SCENARIOS), "a known gap names a scenario that does not exist"
