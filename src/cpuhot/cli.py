@@ -54,6 +54,7 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
     opts = LaunchOptions()
     args = ServeArgs(launch=opts)
     arch = default_arch
+    guest_given = False
     i = 0
     while i < len(argv):
         raw = argv[i]
@@ -104,6 +105,8 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             opts.name = first.split("=", 1)[1] if first.startswith("guest=") else first
         elif name == "uuid":
             opts.uuid = value
+        elif name == "incoming":
+            opts.incoming = value
         elif name == "compat":
             args.compat = value
         elif name == "arch":
@@ -112,6 +115,18 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             args.validate_returns = True
         elif name == "trace-file":
             args.trace_file = value
+        elif name == "guest":
+            opts.guest = value
+            guest_given = True
+        elif name == "seed":
+            try:
+                opts.seed = int(value)
+            except ValueError:
+                raise UsageError(f"--seed: '{value}' is not an integer") from None
+        elif name == "clock":
+            if value not in ("real", "virtual"):
+                raise UsageError(f"--clock: '{value}' is neither 'real' nor 'virtual'")
+            opts.clock = value
         elif name == "help":
             raise UsageError("help")
     if arch is None:
@@ -130,6 +145,8 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
         raise UsageError(str(e)) from None
     opts.cpu_index_rule = profile.cpu_index_rule
     opts.in_order_plug = profile.in_order_plug
+    if not guest_given and profile.name != "cpuhot":
+        opts.guest = "none"      # a strict QEMU profile behaves like QEMU without an OS
     return args
 
 
@@ -195,7 +212,12 @@ def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int
 
 async def _serve(monitor, endpoints, prog: str) -> int:
     from .qmp.server import QMPServer, SocketInUse
-    server = QMPServer(monitor)
+
+    def stderr_sink(lines):
+        for prefixed, text in lines:
+            sys.stderr.write(f"{prog}: {text}\n" if prefixed else f"{text}\n")
+        sys.stderr.flush()
+    server = QMPServer(monitor, stderr_sink=stderr_sink)
     try:
         for ep in endpoints:
             bound = await server.listen(ep)
@@ -208,7 +230,7 @@ async def _serve(monitor, endpoints, prog: str) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_stop)
     await server.serve_until_stopped()
-    return 0
+    return server.exit_code
 
 
 USAGE = """usage: python -m cpuhot serve [QEMU options] [--compat PROFILE] [--arch x86_64|ppc64]

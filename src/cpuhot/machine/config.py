@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .clock import RealClock, VirtualClock
 from .cpu_models import resolve_cpu_model
+from .guest import Guest, GuestMode
 from .errors import ConfigError, QMPError
 from .machines import MachineType, find_machine
 from .numa import NumaBuilder, parse_numa_option
@@ -45,6 +47,10 @@ class LaunchOptions:
     start_paused: bool = False
     cpu_index_rule: str = "slot"
     in_order_plug: bool = False
+    guest: str = "auto"                 # guest mode (see cpuhot.machine.guest)
+    incoming: str | None = None         # "-incoming URI|defer"
+    seed: int = 0
+    clock: str = "real"                 # "real" | "virtual"
 
 
 @dataclass
@@ -97,13 +103,18 @@ def _memory_backends(objects: list[str]) -> dict[str, int]:
     return backends
 
 
-def build_machine(opts: LaunchOptions, *, clock: Callable[[], float] = time.time,
-                  thread_id_base: int = 1000) -> BuiltMachine:
+def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000) -> BuiltMachine:
     """Build and start (up to ``prelaunch``/``running``) the VM the options describe.
 
     Raises :class:`ConfigError` for anything QEMU would refuse at start-up.
     """
     warnings: list[str] = []
+    try:
+        guest = Guest(GuestMode.parse(opts.guest), seed=opts.seed)
+    except ValueError as e:
+        raise ConfigError(f"--guest: {e}") from None
+    if clock is None:
+        clock = VirtualClock() if opts.clock == "virtual" else RealClock()
     type_name, machine_props = _machine_props(opts.machine)
     machine = find_machine(opts.arch, type_name)
     if not machine.simulated:
@@ -153,7 +164,7 @@ def build_machine(opts: LaunchOptions, *, clock: Callable[[], float] = time.time
     vm = VirtualMachine(policy=policy, machine=machine, topology=topology, cpu_model=cpu_model,
                         numa_state=numa_state if numa_state.num_nodes else None, ram_size=ram_size,
                         accel=accel, name=opts.name, uuid=opts.uuid, start_paused=opts.start_paused,
-                        clock=clock, thread_id_base=thread_id_base,
+                        clock=clock, thread_id_base=thread_id_base, guest=guest,
                         cpu_index_rule=CpuIndexRule(opts.cpu_index_rule), in_order_plug=opts.in_order_plug)
     vm.set_slots(slots)
     vm.create_boot_cpus()
@@ -163,6 +174,9 @@ def build_machine(opts: LaunchOptions, *, clock: Callable[[], float] = time.time
     warnings.extend(text for _, text in vm.stderr)
     vm.stderr.clear()
     warnings.extend(policy.startup_warnings(cpu_model.name))
+    if opts.incoming is not None:
+        vm.migration.incoming = opts.incoming
+        vm.runstate = "inmigrate"
     vm.finish_startup()
     return BuiltMachine(vm=vm, warnings=warnings)
 

@@ -1,27 +1,203 @@
 """The simulated guest: what happens after ``device_del`` hands a CPU to the guest.
 
 QEMU cannot remove a CPU by itself: x86 asks the guest through ACPI, sPAPR
-through the DRC.  With no guest (``none``, QEMU 7.2 without an OS), x86
-refuses because the ACPI CPU-hotplug interface is still in legacy mode, and
-pseries removes at once a core the guest never configured and leaves any
-other pending forever.
+through the DRC.  The guest is a switch here (``--guest MODE``, or
+``x-cpuhot-guest-mode`` at run time):
+
+``none``
+    no guest ever ran: QEMU 7.2 with no OS.  x86 refuses (the ACPI CPU-hotplug
+    interface is still in legacy mode); pseries removes at once a core the
+    guest never configured and leaves any other pending forever.
+``cooperative[:DELAY]``
+    a Linux-like guest that ejects after DELAY seconds (default 0.005):
+    x86 ``ACPI_DEVICE_OST`` (eject in progress), ``DEVICE_DELETED`` for the
+    local APIC and the CPU, ``ACPI_DEVICE_OST`` (success); pseries the
+    per-thread path-only ``DEVICE_DELETED`` events, then the core's.
+``slow:SECONDS``
+    cooperative, but it takes SECONDS (KVM guests take seconds).
+``unresponsive``
+    never ejects; a repeated ``device_del`` is accepted, as QEMU does.
+``refuse``
+    declines: x86 ``ACPI_DEVICE_OST`` with a failure status, pseries
+    ``DEVICE_UNPLUG_GUEST_ERROR``; the CPU stays.
+``flaky:P``
+    each request refused with probability P (seeded: ``--seed``), otherwise cooperative.
+``auto`` (default)
+    ``none`` until the VM has run, ``cooperative`` from then on: a guest boots when the VM runs.
+
+The guest also onlines hot-plugged vCPUs after ``online_delay`` (Linux's udev
+rule does that), which ``x-cpuhot-guest-cpus`` shows.
 """
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
+
 from .errors import GenericError
 
+DEFAULT_DELAY = 0.005
+DEFAULT_ONLINE_DELAY = 0.005
 
-class NoGuest:
-    """No guest ever ran: exactly QEMU 7.2 with ``-S`` and no OS."""
+# ACPI _OST source and status codes a Linux guest writes
+ACPI_NOTIFY_EJECT_REQUEST = 3
+ACPI_OST_EC_OSPM_EJECT = 0x103
+ACPI_OST_SC_SUCCESS = 0
+ACPI_OST_SC_DEVICE_BUSY = 0x82
+ACPI_OST_SC_EJECT_IN_PROGRESS = 0x84
 
-    mode = "none"
+MODES = ("auto", "none", "cooperative", "slow", "unresponsive", "refuse", "flaky")
 
+
+@dataclass(frozen=True)
+class GuestMode:
+    name: str
+    delay: float = DEFAULT_DELAY
+    probability: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> "GuestMode":
+        """``cooperative``, ``cooperative:0.5``, ``slow:3``, ``flaky:0.25``, ..."""
+        name, _, arg = text.partition(":")
+        if name not in MODES:
+            raise ValueError(f"unknown guest mode '{name}' (one of: {', '.join(MODES)})")
+        try:
+            if name in ("cooperative", "auto") and arg:
+                return cls(name, delay=float(arg))
+            if name == "slow":
+                return cls(name, delay=float(arg) if arg else 3.0)
+            if name == "flaky":
+                p = float(arg) if arg else 0.5
+                if not 0.0 <= p <= 1.0:
+                    raise ValueError
+                return cls(name, probability=p)
+        except ValueError:
+            raise ValueError(f"bad argument for guest mode '{text}'") from None
+        if arg:
+            raise ValueError(f"guest mode '{name}' takes no argument")
+        return cls(name)
+
+    def __str__(self) -> str:
+        if self.name in ("cooperative", "slow") and self.delay != DEFAULT_DELAY:
+            return f"{self.name}:{self.delay:g}"
+        if self.name == "flaky":
+            return f"flaky:{self.probability:g}"
+        return self.name
+
+
+class Guest:
+    """The guest OS of one VM: its hotplug behaviour and which vCPUs it has online."""
+
+    def __init__(self, mode: GuestMode | str = "auto", *, seed: int = 0,
+                 online_delay: float = DEFAULT_ONLINE_DELAY):
+        self.mode = GuestMode.parse(mode) if isinstance(mode, str) else mode
+        self.rng = random.Random(seed)
+        self.online_delay = online_delay
+        #: set once the VM has run (a guest booted)
+        self.booted = False
+
+    # -- what the guest is right now ------------------------------------------------
+    @property
+    def effective(self) -> str:
+        if self.mode.name == "auto":
+            return "cooperative" if self.booted else "none"
+        return self.mode.name
+
+    @property
+    def present(self) -> bool:
+        return self.effective != "none"
+
+    def _decides_to_refuse(self) -> bool:
+        if self.effective == "refuse":
+            return True
+        if self.effective == "flaky":
+            return self.rng.random() < self.mode.probability
+        return False
+
+    # -- lifecycle hooks called by the VM ---------------------------------------------
+    def on_run(self, vm) -> None:
+        """The VM runs: a guest boots and onlines its boot vCPUs."""
+        if not self.booted:
+            self.booted = True
+            for v in vm.vcpus:
+                v.online = True
+            for slot in vm.slots:
+                if slot.cpu is not None:
+                    slot.cpu.guest_configured = True
+
+    def on_plugged(self, vm, device) -> None:
+        """A CPU was hot-plugged: the guest onlines its vCPUs after a while."""
+        for v in device.vcpus:
+            v.online = False
+        if not self.present:
+            return
+
+        def online() -> None:
+            if device.slot.cpu is device:
+                for v in device.vcpus:
+                    v.online = True
+                device.guest_configured = True
+        vm.timers.call_later(self.online_delay, online)
+
+    # -- unplug requests ----------------------------------------------------------------
     def x86_unplug_request(self, vm, device) -> None:
-        raise GenericError(f"acpi: device unplug request for not supported device type: {device.type}")
+        if not self.present:
+            raise GenericError(f"acpi: device unplug request for not supported device type: {device.type}")
+        device.unplug_requested = True
+        self._schedule(vm, device, self._x86_respond)
 
     def spapr_unplug_request(self, vm, device) -> None:
         if not device.guest_configured:
-            vm.remove_cpu_device(device)
-        else:
-            device.unplug_requested = True
+            vm.remove_cpu_device(device)    # the guest never took it: QEMU releases the DRC at once
+            return
+        first_request = not device.unplug_requested
+        device.unplug_requested = True
+        if self.present and first_request:
+            self._schedule(vm, device, self._spapr_respond)
+
+    def _schedule(self, vm, device, respond) -> None:
+        if self.effective == "unresponsive":
+            return
+        delay = self.mode.delay if self.effective in ("cooperative", "slow", "flaky") else DEFAULT_DELAY
+        vm.timers.call_later(delay, lambda: respond(vm, device))
+
+    def _x86_respond(self, vm, device) -> None:
+        if device.slot.cpu is not device or not device.unplug_requested:
+            return
+        slot = str(device.slot.index)
+        info = {"device": device.id} if device.id else {}
+        vm.emit("ACPI_DEVICE_OST", {"info": {**info, "source": ACPI_NOTIFY_EJECT_REQUEST,
+                                             "status": ACPI_OST_SC_EJECT_IN_PROGRESS, "slot": slot,
+                                             "slot-type": "CPU"}})
+        if self._decides_to_refuse():
+            device.unplug_requested = False
+            vm.emit("ACPI_DEVICE_OST", {"info": {**info, "source": ACPI_NOTIFY_EJECT_REQUEST,
+                                                 "status": ACPI_OST_SC_DEVICE_BUSY, "slot": slot,
+                                                 "slot-type": "CPU"}})
+            return
+        self.eject(vm, device)
+        vm.emit("ACPI_DEVICE_OST", {"info": {"source": ACPI_OST_EC_OSPM_EJECT, "status": ACPI_OST_SC_SUCCESS,
+                                             "slot": slot, "slot-type": "CPU"}})
+
+    def _spapr_respond(self, vm, device) -> None:
+        if device.slot.cpu is not device or not device.unplug_requested:
+            return
+        if self._decides_to_refuse():
+            device.unplug_requested = False
+            data = {"device": device.id, "path": device.qom_path} if device.id else {"path": device.qom_path}
+            vm.emit("DEVICE_UNPLUG_GUEST_ERROR", data)
+            return
+        self.eject(vm, device)
+
+    def eject(self, vm, device) -> None:
+        """The guest lets go of the CPU: it leaves the machine (DEVICE_DELETED events)."""
+        for v in device.vcpus:
+            v.online = False
+        vm.remove_cpu_device(device)
+
+
+class NoGuest(Guest):
+    """QEMU 7.2 without an OS: the guest never boots."""
+
+    def __init__(self):
+        super().__init__("none")

@@ -68,6 +68,17 @@ class SpaprPolicy:
     def realize_warnings(self) -> list[str]:
         return []
 
+    def on_reset(self, vm) -> None:
+        """``spapr_drc_reset``: a pending unplug completes; every other core is configured."""
+        for slot in vm.slots:
+            device = slot.cpu
+            if device is None:
+                continue
+            if device.unplug_requested:
+                vm.remove_cpu_device(device)
+            else:
+                device.guest_configured = True
+
     def build_slots(self) -> list[CpuSlot]:
         t = self.topology
         n = t.max_cpus // t.threads

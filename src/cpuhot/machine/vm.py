@@ -21,7 +21,9 @@ from typing import Callable
 from .errors import DeviceNotFound, GenericError
 from .events import Event
 from .devices import PCI_DEVICES, GenericDevice, check_generic_bus, parse_generic_properties
-from .guest import NoGuest
+from .clock import RealClock, Timers
+from .guest import Guest
+from .migration import MigrationState
 from .qdev import opts_from_qmp
 from .slots import CpuDevice, CpuSlot, VCpu
 
@@ -42,7 +44,7 @@ class CpuIndexRule:
 class VirtualMachine:
     def __init__(self, *, policy, machine, topology, cpu_model, numa_state, ram_size: int,
                  accel: str, name: str | None = None, uuid: str | None = None,
-                 start_paused: bool = False, clock: Callable[[], float] = time.time,
+                 start_paused: bool = False, clock=None,
                  thread_id_base: int = 1000, cpu_index_rule: CpuIndexRule | None = None,
                  in_order_plug: bool = False, guest=None):
         self.policy = policy
@@ -54,12 +56,18 @@ class VirtualMachine:
         self.accel = accel
         self.name = name
         self.uuid = uuid
+        if clock is None:
+            clock = RealClock()
+        elif callable(clock) and not hasattr(clock, "now"):
+            clock = _FunctionClock(clock)
         self.clock = clock
+        self.timers = Timers(clock)
         self.cpu_index_rule = cpu_index_rule or CpuIndexRule()
         self.in_order_plug = in_order_plug
-        self.guest = guest or NoGuest()
+        self.guest = guest if guest is not None else Guest("auto")
         self.runstate = "prelaunch" if start_paused else "running"
         self.outbox: list[Event] = []
+        self.migration = MigrationState()
         #: what QEMU would print on stderr: (prefixed with the program name?, text)
         self.stderr: list[tuple[bool, str]] = []
         self.slots: list[CpuSlot] = []
@@ -105,10 +113,36 @@ class VirtualMachine:
 
     def finish_startup(self) -> None:
         self.machine_ready = True
+        if self.runstate == "running":
+            self.guest.on_run(self)
+
+    # -- time ------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """When the model next has something to do by itself (guest actions), on its clock."""
+        return self.timers.next_deadline() if self.runstate == "running" else None
+
+    def advance(self) -> int:
+        """Run the guest's due actions; a paused guest does nothing."""
+        return self.timers.run_due(allowed=lambda: self.runstate == "running")
+
+    def clock_step(self, seconds: float) -> None:
+        """Advance a virtual clock and run what became due (``x-cpuhot-clock-step``)."""
+        if not getattr(self.clock, "virtual", False):
+            raise GenericError("the clock is real; start with --clock virtual to step it")
+        if seconds < 0:
+            raise GenericError("Parameter 'seconds' expects a non-negative number")
+        target = self.clock.now() + seconds
+        while True:
+            deadline = self.timers.next_deadline()
+            if deadline is None or deadline > target or self.runstate != "running":
+                break
+            self.clock.advance(max(0.0, deadline - self.clock.now()))
+            self.advance()
+        self.clock.advance(max(0.0, target - self.clock.now()))
 
     # -- events ----------------------------------------------------------------
     def emit(self, name: str, data: dict | None = None) -> None:
-        self.outbox.append(Event(name, data, self.clock()))
+        self.outbox.append(Event(name, data, self.clock.now()))
 
     def drain_events(self) -> list[Event]:
         out, self.outbox = self.outbox, []
@@ -254,15 +288,18 @@ class VirtualMachine:
         self._created += 1
         device = CpuDevice(slot=slot, qom_path=path, id=ident, hotplugged=hotplugged, legacy=legacy,
                            guest_configured=not hotplugged, created=self._created)
+        online = self.guest.booted and not hotplugged
         for i, (_, vpath) in enumerate(self.policy.vcpu_paths(path, slot)):
             vcpu = VCpu(cpu_index=self._next_cpu_index(slot, i), qom_path=vpath,
-                        thread_id=self._next_tid, device=device)
+                        thread_id=self._next_tid, device=device, online=online)
             self._next_tid += 1
             device.vcpus.append(vcpu)
             self.vcpus.append(vcpu)
         slot.cpu = device
         # a CPU realised on behalf of a monitor command is reported without the program name
         self.stderr.extend((not self.machine_ready, w) for w in self.policy.realize_warnings())
+        if hotplugged:
+            self.guest.on_plugged(self, device)
         return device
 
     def remove_cpu_device(self, device: CpuDevice, *, events: bool = True) -> None:
@@ -359,6 +396,32 @@ class VirtualMachine:
                                "unplugged on its own (QEMU 7.2 aborts here)")
         raise DeviceNotFound(f"Device '{ident}' not found")
 
+    # -- guest-initiated actions (x-cpuhot-*) --------------------------------------
+    def guest_set_online(self, cpu_index: int, online: bool) -> None:
+        if not self.guest.present:
+            raise GenericError("no guest is running")
+        for v in self.vcpus:
+            if v.cpu_index == cpu_index:
+                v.online = online
+                return
+        raise GenericError(f"no vCPU with cpu-index {cpu_index}")
+
+    def guest_eject(self, ident: str) -> None:
+        if not self.guest.present:
+            raise GenericError("no guest is running")
+        device = self.find_device(ident)
+        if not isinstance(device, CpuDevice):
+            raise GenericError(f"{ident} is not a CPU")
+        if device.slot.index == 0:
+            raise GenericError("Boot CPU is unpluggable")
+        if self.policy.arch == "x86_64":
+            slot = str(device.slot.index)
+            self.guest.eject(self, device)
+            self.emit("ACPI_DEVICE_OST", {"info": {"source": 0x103, "status": 0, "slot": slot,
+                                                   "slot-type": "CPU"}})
+        else:
+            self.guest.eject(self, device)
+
     # -- QOM properties ------------------------------------------------------------
     def qom_get(self, path: str, prop: str):
         """``qom-get`` on a CPU device (or a sPAPR core's thread): the properties QEMU has."""
@@ -420,6 +483,7 @@ class VirtualMachine:
             raise GenericError("Resetting the Virtual Machine is required")
         self.emit("RESUME")
         self.runstate = "running"
+        self.guest.on_run(self)
 
     def stop(self) -> None:
         if self.runstate == "running":
@@ -429,6 +493,7 @@ class VirtualMachine:
     def system_reset(self) -> None:
         self.emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
         self.stderr.extend((True, w) for w in self.policy.reset_warnings(self.cpu_model.name))
+        self.policy.on_reset(self)
         # QEMU's main loop: a reset VM that is not running goes back to prelaunch
         if self.runstate not in ("running", "inmigrate", "finish-migrate"):
             self.runstate = "prelaunch"
@@ -440,6 +505,15 @@ class VirtualMachine:
     def quit(self) -> None:
         self.emit("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"})
         self.runstate = "shutdown"
+
+
+class _FunctionClock:
+    """Adapts a plain ``() -> float`` function (tests) to the clock interface."""
+
+    virtual = False
+
+    def __init__(self, fn):
+        self.now = fn
 
 
 class _Ignored(Exception):

@@ -57,6 +57,9 @@ class X86Policy:
     def reset_warnings(self, cpu_model_name: str) -> list[str]:
         return []
 
+    def on_reset(self, vm) -> None:
+        """ACPI CPU hotplug keeps its state over a reset; nothing to do."""
+
     def realize_warnings(self) -> list[str]:
         """TCG's complaints about CPUID features it cannot provide, printed per CPU realised."""
         if self.accel != "tcg":

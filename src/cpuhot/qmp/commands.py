@@ -160,3 +160,128 @@ def human_monitor_command(ctx, command_line, cpu_index=None):
     ``device_del``, ``cpu-add``) and return its text."""
     from .hmp import run
     return run(ctx, command_line)
+
+
+# -- cpuhot's own commands (x-cpuhot-*): the guest and the clock, for tests -----------------
+
+@command("x-cpuhot-guest-mode", args=(Arg("mode", "str", optional=True),))
+def x_cpuhot_guest_mode(ctx, mode=None):
+    """Read or set the guest behaviour (``none``, ``cooperative[:DELAY]``, ``slow:S``,
+    ``unresponsive``, ``refuse``, ``flaky:P``, ``auto``).  Returns the mode and what it means now."""
+    from ..machine.guest import GuestMode
+    guest = ctx.vm.guest
+    if mode is not None:
+        try:
+            guest.mode = GuestMode.parse(mode)
+        except ValueError as e:
+            raise GenericError(str(e)) from None
+    return {"mode": str(guest.mode), "effective": guest.effective, "booted": guest.booted}
+
+
+@command("x-cpuhot-guest-cpus")
+def x_cpuhot_guest_cpus(ctx):
+    """The vCPUs as the guest sees them: cpu-index, qom-path and whether the guest has it online."""
+    return [{"cpu-index": v.cpu_index, "qom-path": v.qom_path, "online": v.online} for v in ctx.vm.vcpus]
+
+
+@command("x-cpuhot-guest-online", args=(Arg("cpu-index", "int"), Arg("online", "bool")))
+def x_cpuhot_guest_online(ctx, cpu_index, online):
+    """Make the guest online or offline one vCPU now (as ``echo 0 > /sys/.../online`` would)."""
+    ctx.vm.guest_set_online(cpu_index, online)
+
+
+@command("x-cpuhot-guest-eject", args=(Arg("id", "str"),))
+def x_cpuhot_guest_eject(ctx, id):
+    """Make the guest eject a CPU now (id or QOM path), with the events the eject causes."""
+    ctx.vm.guest_eject(id)
+
+
+@command("x-cpuhot-clock-step", args=(Arg("seconds", "number"),))
+def x_cpuhot_clock_step(ctx, seconds):
+    """Advance the virtual clock (``--clock virtual``) and run what became due."""
+    ctx.vm.clock_step(float(seconds))
+    now = ctx.vm.clock.now()
+    return {"seconds": int(now), "microseconds": int(round((now - int(now)) * 1e6))}
+
+
+# -- migration -----------------------------------------------------------------------------
+
+def _io(ctx):
+    if ctx.monitor.io is None:
+        raise GenericError("migration needs cpuhot's QMP server (it is not available in-process without one)")
+    return ctx.monitor.io
+
+
+@command("migrate", args=(Arg("uri", "str"), Arg("blk", "bool", optional=True), Arg("inc", "bool", optional=True),
+                          Arg("detach", "bool", optional=True), Arg("resume", "bool", optional=True)))
+def migrate(ctx, uri, blk=None, inc=None, detach=None, resume=None):
+    """Send this VM's state to a cpuhot target started with ``-incoming`` (``unix:PATH`` or
+    ``tcp:HOST:PORT``; ``exec:`` is refused)."""
+    from .migration_io import check_uri
+    vm = ctx.vm
+    mig = vm.migration
+    if mig.status in ("setup", "active", "cancelling"):
+        raise GenericError("There's a migration process in progress")
+    if vm.runstate == "inmigrate":
+        raise GenericError("Guest is waiting for an incoming migration")
+    check_uri(uri)
+    io = _io(ctx)
+    mig.status, mig.error = "setup", None
+    if mig.caps.get("events"):
+        vm.emit("MIGRATION", {"status": "setup"})
+    io.migration.start(uri)
+
+
+@command("migrate-incoming", args=(Arg("uri", "str"),))
+def migrate_incoming(ctx, uri):
+    """Start listening for a migration stream (``-incoming defer``)."""
+    import asyncio
+    from .migration_io import check_uri
+    mig = ctx.vm.migration
+    if mig.incoming is None:
+        raise GenericError("'-incoming' was not specified on the command line")
+    if mig.incoming != "defer":
+        raise GenericError("The incoming migration has already been started")
+    check_uri(uri)
+    io = _io(ctx)
+    mig.incoming = uri
+    asyncio.get_running_loop().create_task(io.migration.listen_incoming(uri))
+
+
+@command("query-migrate")
+def query_migrate(ctx):
+    return ctx.vm.migration.query()
+
+
+@command("migrate_cancel")
+def migrate_cancel(ctx):
+    if ctx.monitor.io is not None:
+        ctx.monitor.io.migration.cancel()
+
+
+@command("migrate-set-capabilities", args=(Arg("capabilities", "any"),))
+def migrate_set_capabilities(ctx, capabilities):
+    from ..machine.migration import MIGRATION_CAPABILITIES
+    if not isinstance(capabilities, list):
+        raise GenericError("Invalid parameter type for 'capabilities', expected: array")
+    caps = ctx.vm.migration.caps
+    new = dict(caps)
+    for i, item in enumerate(capabilities):
+        if not isinstance(item, dict):
+            raise GenericError(f"Invalid parameter type for 'capabilities[{i}]', expected: object")
+        name, state = item.get("capability"), item.get("state")
+        if name is None:
+            raise GenericError(f"Parameter 'capabilities[{i}].capability' is missing")
+        if name not in MIGRATION_CAPABILITIES:
+            raise GenericError(f"Parameter 'capabilities[{i}].capability' does not accept value '{name}'")
+        if not isinstance(state, bool):
+            raise GenericError(f"Invalid parameter type for 'capabilities[{i}].state', expected: boolean")
+        new[name] = state
+    if ctx.vm.migration.status in ("setup", "active"):
+        raise GenericError("There's a migration process in progress")
+    caps.update(new)
+
+
+@command("query-migrate-capabilities")
+def query_migrate_capabilities(ctx):
+    return [{"state": state, "capability": name} for name, state in ctx.vm.migration.caps.items()]

@@ -86,6 +86,8 @@ def _check_type(arg: Arg, value: Any) -> Any:
     elif t == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise GenericError(f"Invalid parameter type for '{arg.name}', expected: number")
+    elif t == "any":
+        pass
     elif t == "enum-list":
         if not isinstance(value, list):
             raise GenericError(f"Invalid parameter type for '{arg.name}', expected: array")

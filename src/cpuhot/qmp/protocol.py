@@ -63,6 +63,8 @@ class Monitor:
         self._numbers = itertools.count()
         #: set by ``quit``: the I/O layer shuts down after sending the reply
         self.quit_requested = False
+        #: the I/O layer (a QMPServer) for commands that need sockets (migration); None when sans-IO
+        self.io = None
 
     # -- sessions ------------------------------------------------------------
     def greeting(self) -> dict:

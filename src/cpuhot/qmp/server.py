@@ -101,6 +101,7 @@ class QMPConnection(asyncio.Protocol):
             if self.monitor.quit_requested:
                 self.server.request_stop()
                 return
+        self.server.model_changed()
 
     def connection_lost(self, exc) -> None:
         if self in self.server.waiting:
@@ -134,7 +135,7 @@ class QMPServer:
     """Serves one :class:`Monitor` on any number of endpoints."""
 
     def __init__(self, monitor: Monitor, *, max_write_buffer: int = MAX_WRITE_BUFFER, tracer=None,
-                 tick_interval: float = 0.001):
+                 stderr_sink=None):
         self.monitor = monitor
         self.max_write_buffer = max_write_buffer
         self.connections: dict[Session, QMPConnection] = {}
@@ -143,9 +144,16 @@ class QMPServer:
         self.endpoints: list[Endpoint] = []
         self._unix_paths: list[str] = []
         self._stopped: asyncio.Event | None = None
+        #: the process exit status a CLI should use once serving stops (1 after a failed incoming migration)
+        self.exit_code = 0
+        self.start_paused = monitor.vm.runstate == "prelaunch"
+        from .migration_io import MigrationIO
+        self.migration = MigrationIO(self)
+        monitor.io = self
         self.tracer = tracer
-        self.tick_interval = tick_interval
-        self._ticker: asyncio.Task | None = None
+        #: called with the VM's new stderr lines ((prefixed, text) pairs) after each change
+        self.stderr_sink = stderr_sink
+        self._timer: asyncio.TimerHandle | None = None
 
     def trace(self, direction: str, session, payload) -> None:
         if self.tracer is not None:
@@ -178,20 +186,23 @@ class QMPServer:
 
     async def serve_until_stopped(self) -> None:
         self._stopped = asyncio.Event()
-        if hasattr(self.monitor.vm, "next_deadline"):
-            self._ticker = asyncio.create_task(self._tick_loop())
+        incoming = self.monitor.vm.migration.incoming
+        if incoming not in (None, "defer"):
+            await self.migration.listen_incoming(incoming)
+        self.model_changed()
         try:
             await self._stopped.wait()
         finally:
             await self.close()
 
-    def request_stop(self) -> None:
+    def request_stop(self, exit_code: int = 0) -> None:
+        self.exit_code = exit_code or self.exit_code
         if self._stopped is not None:
             self._stopped.set()
 
     async def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         for srv in self.servers:
             srv.close()
         for conn in list(self.connections.values()):
@@ -216,14 +227,28 @@ class QMPServer:
             if conn is not None:
                 conn._write(msg)
 
-    async def _tick_loop(self) -> None:
-        """Let time-driven model work (guest actions) happen and deliver its events."""
-        while True:
-            await asyncio.sleep(self.tick_interval)
-            self.monitor.vm.advance()
-            out = self.monitor.take_events()
-            if out:
-                self.deliver(out)
+    def model_changed(self) -> None:
+        """After input: pass on new stderr lines and (re)arm the timer for the model's next deadline."""
+        vm = self.monitor.vm
+        if self.stderr_sink is not None and vm.stderr:
+            lines, vm.stderr[:] = list(vm.stderr), []
+            self.stderr_sink(lines)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = vm.next_deadline()
+        if deadline is None or getattr(vm.clock, "virtual", False):
+            return
+        delay = max(0.0, deadline - vm.clock.now())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.monitor.vm.advance()
+        out = self.monitor.take_events()
+        if out:
+            self.deliver(out)
+        self.model_changed()
 
 
 class SocketInUse(OSError):

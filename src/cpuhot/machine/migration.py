@@ -1,0 +1,174 @@
+"""Migration between two cpuhot processes: cpuhot's stream format and QEMU's checks.
+
+The I/O layer moves bytes; this module builds the stream from a source VM and
+checks and applies it on a target VM.  It is not QEMU's binary format but it
+carries what QEMU's does for CPUs, keyed the way QEMU keys its vmstate
+sections, so the same mismatches fail the same way:
+
+* ``cpu_common`` and ``cpu``, instance = the vCPU's ``cpu_index`` (both arches);
+* ``apic``, instance = the APIC ID (x86).
+
+Sections go out in registration order (the order CPUs were created, each CPU's
+``cpu_common``, ``cpu``, then ``apic``).  The target looks up each section by
+(name, instance); the first one it does not have fails the load with QEMU's
+message, ``Unknown savevm section or instance 'cpu_common' 2. Make sure that
+your current VM setup matches your saved VM setup, including any hotplugged
+devices``.  Sections the target has but the stream lacks are fine (QEMU
+completes such a migration).
+
+Stream (format version 1): JSON, one object per line, UTF-8.
+
+1. header: ``{"magic": "cpuhot-migration", "version": 1, "arch", "machine", "family",
+   "runstate", "smp": {...}, "cpu-model", "ram-size"}``
+2. one line per section: ``{"section": NAME, "instance": N, "state": {...}}``
+3. ``{"end": true}``
+
+With the ``return-path`` capability the target answers one line,
+``{"result": "ok"}`` or ``{"result": "failed", "error": TEXT}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+MAGIC = "cpuhot-migration"
+VERSION = 1
+
+#: the first board section of each machine family (what a different board fails on)
+BOARD_SECTION = {"pc": "i440FX", "q35": "mch", "pseries": "spapr"}
+
+MIGRATION_CAPABILITIES = (
+    "xbzrle", "rdma-pin-all", "auto-converge", "zero-blocks", "compress", "events", "postcopy-ram",
+    "x-colo", "release-ram", "block", "return-path", "pause-before-switchover", "multifd",
+    "dirty-bitmaps", "postcopy-blocktime", "late-block-activate", "x-ignore-shared", "validate-uuid",
+    "background-snapshot", "zero-copy-send", "postcopy-preempt",
+)
+
+
+@dataclass
+class MigrationState:
+    """What ``query-migrate`` reports and which capabilities are on."""
+
+    caps: dict = None
+    status: str | None = None          # None: no migration yet
+    error: str | None = None
+    total_time: int = 0
+    transferred: int = 0
+    #: "-incoming" as given (None, "defer" or a URI)
+    incoming: str | None = None
+
+    def __post_init__(self):
+        if self.caps is None:
+            self.caps = {c: False for c in MIGRATION_CAPABILITIES}
+
+    def query(self) -> dict:
+        if self.status is None:
+            return {}
+        if self.status == "completed":
+            ram = {"total": 0, "postcopy-requests": 0, "dirty-sync-count": 2, "multifd-bytes": 0,
+                   "pages-per-second": 0, "downtime-bytes": self.transferred, "page-size": 4096,
+                   "remaining": 0, "postcopy-bytes": 0, "mbps": 0, "transferred": self.transferred,
+                   "dirty-sync-missed-zero-copy": 0, "precopy-bytes": 0, "duplicate": 0,
+                   "dirty-pages-rate": 0, "skipped": 0, "normal-bytes": 0, "normal": 0}
+            return {"status": "completed", "setup-time": 0, "downtime": 0, "total-time": self.total_time,
+                    "ram": ram}
+        out: dict = {"status": self.status}
+        if self.status == "failed" and self.error:
+            out["error-desc"] = self.error
+        return out
+
+
+class MigrationError(Exception):
+    """The target refuses the stream; ``lines`` are what QEMU prints on stderr."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+def sections(vm) -> list[tuple[str, int, dict]]:
+    """The per-CPU sections ``vm`` sends, in QEMU's registration order."""
+    out = []
+    for device in sorted({v.device for v in vm.vcpus}, key=lambda d: d.created):
+        for v in device.vcpus:
+            state = {"qom-path": v.qom_path, "id": device.id, "online": v.online}
+            out.append(("cpu_common", v.cpu_index, state))
+            out.append(("cpu", v.cpu_index, {"halted": vm.runstate != "running"}))
+        if vm.policy.arch == "x86_64":
+            out.append(("apic", device.slot.arch_id, {}))
+    return out
+
+
+def encode_stream(vm) -> bytes:
+    t = vm.topology
+    header = {"magic": MAGIC, "version": VERSION, "arch": vm.policy.arch, "machine": vm.machine.name,
+              "family": vm.machine.family, "runstate": vm.runstate,
+              "smp": {"cpus": t.cpus, "sockets": t.sockets, "dies": t.dies, "cores": t.cores,
+                      "threads": t.threads, "maxcpus": t.max_cpus},
+              "cpu-model": vm.cpu_model.name, "ram-size": vm.ram_size}
+    lines = [json.dumps(header)]
+    lines += [json.dumps({"section": n, "instance": i, "state": s}) for n, i, s in sections(vm)]
+    lines.append(json.dumps({"end": True}))
+    return ("\n".join(lines) + "\n").encode()
+
+
+@dataclass
+class IncomingResult:
+    source_runstate: str
+    cpu_states: dict[int, dict]
+
+
+def _unknown(name: str, instance: int) -> MigrationError:
+    return MigrationError([
+        f"Unknown savevm section or instance '{name}' {instance}. Make sure that your current VM setup "
+        "matches your saved VM setup, including any hotplugged devices",
+        "load of migration failed: Invalid argument",
+    ])
+
+
+def check_stream(vm, data: bytes) -> IncomingResult:
+    """Validate a complete stream against the target ``vm``; raise :class:`MigrationError`."""
+    try:
+        lines = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MigrationError(["Not a migration stream", "load of migration failed: Invalid argument"]) from None
+    if not lines or lines[0].get("magic") != MAGIC:
+        raise MigrationError(["Not a migration stream", "load of migration failed: Invalid argument"])
+    header = lines[0]
+    if header.get("version") != VERSION:
+        raise MigrationError([f"Unsupported migration stream version {header.get('version')}",
+                              "load of migration failed: Invalid argument"])
+    if header.get("arch") != vm.policy.arch or header.get("family") != vm.machine.family:
+        raise _unknown(BOARD_SECTION.get(header.get("family"), "machine"), 0)
+    if not lines or lines[-1] != {"end": True}:
+        raise MigrationError(["load of migration failed: Input/output error"])
+    known = {(n, i) for n, i, _ in sections(vm)}
+    cpu_states: dict[int, dict] = {}
+    for entry in lines[1:-1]:
+        key = (entry.get("section"), entry.get("instance"))
+        if key not in known:
+            raise _unknown(*key)
+        if key[0] == "cpu_common":
+            cpu_states[key[1]] = entry.get("state", {})
+    return IncomingResult(source_runstate=header.get("runstate", "paused"), cpu_states=cpu_states)
+
+
+def apply_incoming(vm, result: IncomingResult, *, autostart: bool) -> None:
+    """What a successful load leaves behind: the guest's view of each vCPU and the run state
+    (``process_incoming_migration_bh``: a running source resumes here unless -S; any other
+    state is taken over as it was)."""
+    by_index = {v.cpu_index: v for v in vm.vcpus}
+    for index, state in result.cpu_states.items():
+        if index in by_index and "online" in state:
+            by_index[index].online = bool(state["online"])
+    if result.source_runstate == "running":
+        if autostart:
+            vm.runstate = "paused"
+            vm.cont()
+        else:
+            vm.runstate = "paused"
+    else:
+        vm.runstate = result.source_runstate
+        if vm.runstate == "running":
+            vm.guest.on_run(vm)
