@@ -245,6 +245,14 @@ cpuhot options:
 """
 
 
+#: subcommands other than ``serve``: name -> "module:function" taking argv, returning an exit status
+SUBCOMMANDS = {
+    "replay": "cpuhot.trace:replay_main",
+    "show": "cpuhot.show:main",
+    "fleet": "cpuhot.fleet:main",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = program_name()
@@ -255,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         default_arch = "x86_64"
     if argv and argv[0] == "serve":
         return serve(argv[1:], prog=prog, default_arch=default_arch)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+        module, func = SUBCOMMANDS[argv[0]].split(":")
+        return getattr(importlib.import_module(module), func)(argv[1:])
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

@@ -285,3 +285,7 @@ def migrate_set_capabilities(ctx, capabilities):
 @command("query-migrate-capabilities")
 def query_migrate_capabilities(ctx):
     return [{"state": state, "capability": name} for name, state in ctx.vm.migration.caps.items()]
+
+
+# commands of cpuhot's tools (x-cpuhot-topology, ...) register themselves from their own module
+from . import commands_tools  # noqa: E402,F401
