@@ -2,19 +2,27 @@
 
 A profile fixes the version in the greeting and ``query-version``, the set of
 commands ``query-commands`` lists and the dispatcher serves, and the machine
-rules that changed across QEMU versions (cpu_index assignment, in-order plug).
+rules that changed across QEMU versions.
 
-======== ========= ============================================ ==========
-profile  version   commands                                     cpu_index
-======== ========= ============================================ ==========
-cpuhot   7.2.22    everything (modern and legacy)               slot index
-qemu-7.2 7.2.22    what 7.2 has (no cpu-add / query-cpus)       slot index
-======== ========= ============================================ ==========
+=========  ======== =================================================  ============  ==========
+profile    version  commands                                           cpu_index     plug order
+=========  ======== =================================================  ============  ==========
+cpuhot     7.2.22   everything: modern, legacy and ``x-cpuhot-*``      slot index    any
+qemu-7.2   7.2.22   what 7.2 has (no ``cpu-add``, no ``query-cpus``)   slot index    any
+qemu-5.1   5.1.0    both worlds (``query-cpus-fast`` and ``cpu-add``)  slot index    any
+qemu-2.7   2.7.1    ``query-cpus``, ``cpu-add``, hotpluggable-cpus;    creation      in order
+                    no ``query-cpus-fast`` (2.12), no OOB (3.0)        count
+=========  ======== =================================================  ============  ==========
+
+The ``qemu-*`` profiles serve one client at a time on a socket, as QEMU does,
+and default to a guest-less VM (``--guest none``) unless told otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+CPUHOT_PREFIX = "x-cpuhot-"
 
 
 @dataclass(frozen=True)
@@ -23,23 +31,31 @@ class Profile:
     version: tuple[int, int, int]
     #: commands this profile leaves out (answered with CommandNotFound)
     without: frozenset[str] = frozenset()
-    #: commands only this profile family has
+    #: ``slot`` (QEMU 2.8+) or ``count`` (QEMU <= 2.7: the number of CPUs at creation)
     cpu_index_rule: str = "slot"
+    #: QEMU 2.7: CPUs are plugged in slot order and unplugged in reverse order
     in_order_plug: bool = False
     #: QEMU's socket monitor serves one client at a time; others wait, without greeting
     single_client: bool = False
+    #: whether the x-cpuhot-* commands exist
+    cpuhot_commands: bool = False
+    #: whether the greeting offers out-of-band execution (QEMU 3.0+)
+    oob: bool = True
 
     def serves(self, command: str) -> bool:
+        if command.startswith(CPUHOT_PREFIX):
+            return self.cpuhot_commands
         return command not in self.without
 
 
 LEGACY_COMMANDS = frozenset({"cpu-add", "query-cpus"})
-CPUHOT_COMMANDS = frozenset({"x-cpuhot-guest-mode", "x-cpuhot-guest-cpus", "x-cpuhot-topology",
-                             "x-cpuhot-clock-step", "x-cpuhot-guest-eject", "x-cpuhot-guest-online"})
 
 PROFILES = {
-    "cpuhot": Profile("cpuhot", (7, 2, 22)),
-    "qemu-7.2": Profile("qemu-7.2", (7, 2, 22), without=LEGACY_COMMANDS | CPUHOT_COMMANDS, single_client=True),
+    "cpuhot": Profile("cpuhot", (7, 2, 22), cpuhot_commands=True),
+    "qemu-7.2": Profile("qemu-7.2", (7, 2, 22), without=LEGACY_COMMANDS, single_client=True),
+    "qemu-5.1": Profile("qemu-5.1", (5, 1, 0), single_client=True),
+    "qemu-2.7": Profile("qemu-2.7", (2, 7, 1), without=frozenset({"query-cpus-fast", "migrate-pause"}),
+                        cpu_index_rule="count", in_order_plug=True, single_client=True, oob=False),
 }
 
 

@@ -1,7 +1,7 @@
 """-smp parsing and QEMU 7.2's derivation rules (expectations checked on real 7.2)."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 from cpuhot.machine.errors import ConfigError
 from cpuhot.machine.smp import SmpRules, ZERO_WARNING, derive_topology, parse_smp
@@ -79,6 +79,7 @@ def test_integers_take_c_prefixes():
        data=st.data())
 def test_explicit_topology_always_multiplies_out(sockets, dies, cores, threads, data):
     maxcpus = sockets * dies * cores * threads
+    assume(maxcpus <= PC.max_cpus)
     cpus = data.draw(st.integers(1, maxcpus))
     t, warnings = derive_topology(
         parse_smp(f"{cpus},maxcpus={maxcpus},sockets={sockets},dies={dies},cores={cores},threads={threads}"), PC)

@@ -100,10 +100,12 @@ def sections(vm) -> list[tuple[str, int, dict]]:
     return out
 
 
-def encode_stream(vm) -> bytes:
+def encode_stream(vm, runstate: str | None = None) -> bytes:
+    """The stream for ``vm``; ``runstate`` is the state recorded when migration began
+    (QEMU's global_state_store, taken before the source stops)."""
     t = vm.topology
     header = {"magic": MAGIC, "version": VERSION, "arch": vm.policy.arch, "machine": vm.machine.name,
-              "family": vm.machine.family, "runstate": vm.runstate,
+              "family": vm.machine.family, "runstate": runstate or vm.runstate,
               "smp": {"cpus": t.cpus, "sockets": t.sockets, "dies": t.dies, "cores": t.cores,
                       "threads": t.threads, "maxcpus": t.max_cpus},
               "cpu-model": vm.cpu_model.name, "ram-size": vm.ram_size}

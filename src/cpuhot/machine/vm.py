@@ -340,7 +340,20 @@ class VirtualMachine:
             # ACPI PCI hotplug hands the request to the guest; with no guest nothing happens
             device.unplug_requested = True
             return
+        self.check_unplug_order(device)
         self.policy.unplug_request(self, device)
+
+    def check_unplug_order(self, device) -> None:
+        """QEMU 2.7's rule (``qemu-2.7`` profile): only the highest present CPU may be unplugged."""
+        if not self.in_order_plug:
+            return
+        for s in reversed(self.slots):
+            if s is device.slot:
+                return
+            if s.cpu is not None:
+                raise GenericError(
+                    f"CPU slot {device.slot.index} cannot be unplugged before slot {s.index}: "
+                    "this machine unplugs CPUs in reverse order (QEMU 2.7 rule)")
 
     def find_device(self, ident: str) -> CpuDevice:
         """``find_device_state``: an id (relative to /machine/peripheral) or an absolute path."""

@@ -174,18 +174,19 @@ class X86Policy:
 
     # -- legacy cpu-add (QEMU <= 5.1) -----------------------------------------
     def cpu_add_slot(self, vm, cpu_id: int) -> CpuSlot:
+        """``pc_hot_add_cpu`` of QEMU 5.1: the APIC ID comes from the index, then the usual slot checks."""
         if cpu_id < 0:
             raise GenericError(f"Invalid CPU id: {cpu_id}")
         t = self.topology
-        if cpu_id >= t.max_cpus:
-            ids = t.ids_from_index(cpu_id)
-            apic = t.apic_id(ids)
+        ids = t.ids_from_index(cpu_id)
+        apic = t.apic_id(ids)
+        if apic >= 256:                       # ACPI_CPU_HOTPLUG_ID_LIMIT
+            raise GenericError(f"Unable to add CPU: {cpu_id}, resulting APIC ID ({apic}) is too large")
+        slot = vm.slot_by_arch_id(apic)
+        if slot is None:
             raise GenericError(
                 f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, core: {ids.core}, thread: {ids.thread}] "
                 f"with APIC ID {apic}, valid index range 0:{t.max_cpus - 1}")
-        slot = vm.slots[cpu_id]
-        if slot.arch_id >= 255 and self.accel == "tcg":
-            raise GenericError(f"Unable to add CPU: {cpu_id}, resulting APIC ID ({slot.arch_id}) is too large")
         if slot.cpu is not None:
             raise GenericError(f"CPU[{slot.index}] with APIC ID {slot.arch_id} exists")
         return slot

@@ -19,6 +19,8 @@ command = COMMANDS.command
 @command("qmp_capabilities", args=(Arg("enable", "enum-list", optional=True, enum=("oob",)),))
 def qmp_capabilities(ctx, enable=None):
     """Leave capabilities-negotiation mode; ``enable: ["oob"]`` turns on out-of-band execution."""
+    if enable is not None and not ctx.monitor.profile.oob:
+        raise GenericError("Parameter 'enable' is unexpected")     # QEMU < 3.0 took no arguments
     if ctx.session.negotiated:
         raise CommandNotFound("Capabilities negotiation is already complete, command ignored")
     ctx.session.oob = "oob" in (enable or [])

@@ -133,9 +133,10 @@ class MigrationIO:
             self._event("MIGRATION", {"status": "active"})
             self._flush()
             await asyncio.sleep(0)
+            was = vm.runstate
             if vm.runstate == "running":
                 vm.stop()
-            stream = encode_stream(vm)
+            stream = encode_stream(vm, runstate=was)
             self._event("MIGRATION_PASS", {"pass": 2})
             writer.write(stream)
             await writer.drain()

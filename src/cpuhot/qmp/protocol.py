@@ -71,7 +71,7 @@ class Monitor:
         major, minor, micro = self.profile.version
         return {"QMP": {"version": {"qemu": {"micro": micro, "minor": minor, "major": major},
                                     "package": self.package},
-                        "capabilities": ["oob"]}}
+                        "capabilities": ["oob"] if self.profile.oob else []}}
 
     def version_info(self) -> dict:
         return self.greeting()["QMP"]["version"]
