@@ -33,7 +33,7 @@ QEMU_OPTIONS = {
     "action": True, "preconfig": False,
 }
 #: cpuhot's own options: name -> takes an argument
-CPUHOT_OPTIONS = {"compat": True, "arch": True, "validate-returns": False, "help": False, "guest": True,
+CPUHOT_OPTIONS = {"state": True, "compat": True, "arch": True, "validate-returns": False, "help": False, "guest": True,
                   "seed": True, "clock": True, "trace-file": True}
 
 
@@ -48,6 +48,7 @@ class ServeArgs:
     compat: str = "cpuhot"
     validate_returns: bool = False
     trace_file: str | None = None
+    state_file: str | None = None
 
 
 def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> ServeArgs:
@@ -111,6 +112,8 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             args.compat = value
         elif name == "arch":
             arch = value
+        elif name == "state":
+            args.state_file = value
         elif name == "validate-returns":
             args.validate_returns = True
         elif name == "trace-file":
@@ -187,11 +190,21 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
             return Prepared(0, "", stdout=USAGE)
         return Prepared(1, f"{prog}: {e}\n")
     try:
-        built = build_machine(args.launch, thread_id_base=os.getpid() + 1)
+        if args.state_file and os.path.exists(args.state_file):
+            from .machine.state import load, restore
+            try:
+                args.launch, built = restore(load(args.state_file), thread_id_base=os.getpid() + 1)
+            except (ValueError, KeyError, TypeError, OSError) as e:
+                return Prepared(1, f"{prog}: --state {args.state_file}: {e}\n")
+        else:
+            built = build_machine(args.launch, thread_id_base=os.getpid() + 1)
     except ConfigError as e:
         return Prepared(1, e.render(prog))
     stderr = "".join(f"{prog}: {w}\n" if not w.startswith("Please") else f"{w}\n" for w in built.warnings)
     monitor = Monitor(built.vm, args.compat, validate_returns=args.validate_returns)
+    if args.state_file:
+        from .machine.state import snapshot, write_atomically
+        monitor.persist = lambda: write_atomically(args.state_file, snapshot(monitor.vm, args.launch))
     try:
         texts = args.monitors or ([f"unix:{default_socket_path()}"] if default_endpoint else [])
         endpoints = [Endpoint.parse(t) for t in texts]

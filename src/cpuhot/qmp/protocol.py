@@ -65,6 +65,8 @@ class Monitor:
         self.quit_requested = False
         #: the I/O layer (a QMPServer) for commands that need sockets (migration); None when sans-IO
         self.io = None
+        #: called after state changes when the VM is persisted (``--state FILE``)
+        self.persist = None
 
     # -- sessions ------------------------------------------------------------
     def greeting(self) -> dict:

@@ -97,6 +97,7 @@ class QMPConnection(asyncio.Protocol):
         for item in items:
             self.server.trace("in", self.session, item)
             out = self.monitor.handle(self.session, item)
+            self.server.persist_if_changed()        # on disk before the client hears of it
             self.server.deliver(out)
             if self.monitor.quit_requested:
                 self.server.request_stop()
@@ -154,6 +155,7 @@ class QMPServer:
         #: called with the VM's new stderr lines ((prefixed, text) pairs) after each change
         self.stderr_sink = stderr_sink
         self._timer: asyncio.TimerHandle | None = None
+        self._persisted_key = None
 
     def trace(self, direction: str, session, payload) -> None:
         if self.tracer is not None:
@@ -230,6 +232,7 @@ class QMPServer:
     def model_changed(self) -> None:
         """After input: pass on new stderr lines and (re)arm the timer for the model's next deadline."""
         vm = self.monitor.vm
+        self.persist_if_changed()
         if self.stderr_sink is not None and vm.stderr:
             lines, vm.stderr[:] = list(vm.stderr), []
             self.stderr_sink(lines)
@@ -242,13 +245,28 @@ class QMPServer:
         delay = max(0.0, deadline - vm.clock.now())
         self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
 
+    def persist_if_changed(self) -> None:
+        if self.monitor.persist is not None:
+            key = _state_key(self.monitor.vm)
+            if key != self._persisted_key:
+                self.monitor.persist()
+                self._persisted_key = key
+
     def _on_timer(self) -> None:
         self._timer = None
         self.monitor.vm.advance()
+        self.persist_if_changed()
         out = self.monitor.take_events()
         if out:
             self.deliver(out)
         self.model_changed()
+
+
+def _state_key(vm) -> tuple:
+    """Cheap fingerprint of what --state persists (changes whenever a snapshot would)."""
+    return (vm.runstate, vm.anon_counter, vm.unattached_counter, vm.guest.booted,
+            tuple((v.cpu_index, v.qom_path, v.online, v.device.unplug_requested, v.device.guest_configured)
+                  for v in vm.vcpus))
 
 
 class SocketInUse(OSError):
