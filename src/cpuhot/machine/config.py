@@ -49,6 +49,7 @@ class LaunchOptions:
     in_order_plug: bool = False
     guest: str = "auto"                 # guest mode (see cpuhot.machine.guest)
     incoming: str | None = None         # "-incoming URI|defer"
+    vcpu_threads: bool = False          # a real parked OS thread per vCPU (its TID is the thread-id)
     seed: int = 0
     clock: str = "real"                 # "real" | "virtual"
 
@@ -117,10 +118,13 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
         clock = VirtualClock() if opts.clock == "virtual" else RealClock()
     type_name, machine_props = _machine_props(opts.machine)
     machine = find_machine(opts.arch, type_name)
+    accel = machine_props.get("accel", opts.accel).split(":")[0]
+    opts.accel = accel
+    if machine.family == "none":
+        return _build_none(opts, machine, clock, guest, thread_id_base, warnings)
     if not machine.simulated:
         raise ConfigError(f"cpuhot does not simulate machine type '{machine.name}' "
                           "(it simulates pc-i440fx-*, pc-q35-* and pseries-*)")
-    accel = machine_props.get("accel", opts.accel).split(":")[0]
     family = machine.family
     version = machine.version
     rules = SmpRules(machine_name=machine.name, max_cpus=machine.cpu_max,
@@ -167,6 +171,9 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
                         clock=clock, thread_id_base=thread_id_base, guest=guest,
                         cpu_index_rule=CpuIndexRule(opts.cpu_index_rule), in_order_plug=opts.in_order_plug)
     vm.set_slots(slots)
+    if opts.vcpu_threads:
+        from .vcpu_threads import VcpuThreads
+        vm.vcpu_threads = VcpuThreads()
     vm.create_boot_cpus()
     device_ids: set[str] = set()
     for text in opts.devices:
@@ -177,6 +184,24 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     if opts.incoming is not None:
         vm.migration.incoming = opts.incoming
         vm.runstate = "inmigrate"
+    vm.finish_startup()
+    return BuiltMachine(vm=vm, warnings=warnings)
+
+
+def _build_none(opts, machine, clock, guest, thread_id_base, warnings) -> BuiltMachine:
+    """``-machine none``: what libvirt probes with; no CPUs, 1 possible at most."""
+    from .cpu_models import CpuModel
+    from .none import NonePolicy
+    rules = SmpRules(machine_name=machine.name, max_cpus=machine.cpu_max, dies_supported=False,
+                     clusters_supported=False)
+    topology, smp_warnings = derive_topology(parse_smp(opts.smp), rules)
+    warnings.extend(smp_warnings)
+    vm = VirtualMachine(policy=NonePolicy(opts.arch), machine=machine, topology=topology,
+                        cpu_model=CpuModel(name="none", cpu_type="", core_type=None), numa_state=None,
+                        ram_size=_memory_size(opts.memory), accel=(opts.accel or "kvm").split(":")[0],
+                        name=opts.name, uuid=opts.uuid, start_paused=opts.start_paused, clock=clock,
+                        thread_id_base=thread_id_base, guest=guest)
+    vm.set_slots([])
     vm.finish_startup()
     return BuiltMachine(vm=vm, warnings=warnings)
 

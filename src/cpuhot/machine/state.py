@@ -85,7 +85,9 @@ def restore(data: dict, **build_kw):
         device = vm._attach(slot, entry["qom-path"], entry["id"], hotplugged=entry["hotplugged"],
                             legacy=entry["legacy"])
         for v, index, tid, online in zip(device.vcpus, entry["cpu-indexes"], entry["thread-ids"], entry["online"]):
-            v.cpu_index, v.thread_id, v.online = index, tid, online
+            v.cpu_index, v.online = index, online
+            if vm.vcpu_threads is None:
+                v.thread_id = tid          # real threads got fresh TIDs
         device.guest_configured = entry["guest-configured"]
         device.unplug_requested = entry["unplug-requested"]
         if entry["id"] is not None:

@@ -85,6 +85,8 @@ class VirtualMachine:
         self._next_tid = thread_id_base
         self.boot_cpus = 0
         self.machine_ready = False
+        #: real OS threads for vCPUs (``--vcpu-threads``), or None for made-up thread ids
+        self.vcpu_threads = None
 
     # -- construction ------------------------------------------------------
     def set_slots(self, slots: list[CpuSlot]) -> None:
@@ -103,6 +105,8 @@ class VirtualMachine:
         return self.numa_enabled
 
     def create_boot_cpus(self) -> None:
+        if not self.slots:
+            return
         """Create the ``-smp cpus`` boot CPU devices (x86 threads / sPAPR cores) in slot order."""
         per = self.slots[0].vcpus_count if self.slots else 1
         n = self.topology.cpus // per
@@ -203,6 +207,8 @@ class VirtualMachine:
         self._check_driver(driver)
         if bus is not None:
             self._check_bus(driver, bus)
+        if not self.slots:
+            raise GenericError(f"Device '{driver}' can not be hotplugged on this machine")
         self._plug_cpu(driver, ident, opts, hotplugged=self.machine_ready)
 
     def _assign_id(self, ident: str | None) -> tuple[str, int | None]:
@@ -290,9 +296,12 @@ class VirtualMachine:
                            guest_configured=not hotplugged, created=self._created)
         online = self.guest.booted and not hotplugged
         for i, (_, vpath) in enumerate(self.policy.vcpu_paths(path, slot)):
-            vcpu = VCpu(cpu_index=self._next_cpu_index(slot, i), qom_path=vpath,
-                        thread_id=self._next_tid, device=device, online=online)
-            self._next_tid += 1
+            cpu_index = self._next_cpu_index(slot, i)
+            if self.vcpu_threads is not None:
+                tid = self.vcpu_threads.start(cpu_index)
+            else:
+                tid, self._next_tid = self._next_tid, self._next_tid + 1
+            vcpu = VCpu(cpu_index=cpu_index, qom_path=vpath, thread_id=tid, device=device, online=online)
             device.vcpus.append(vcpu)
             self.vcpus.append(vcpu)
         slot.cpu = device
@@ -308,6 +317,9 @@ class VirtualMachine:
             for data in self.policy.deleted_events(device):
                 self.emit("DEVICE_DELETED", data)
         gone = set(map(id, device.vcpus))
+        if self.vcpu_threads is not None:
+            for v in device.vcpus:
+                self.vcpu_threads.stop(v.thread_id)
         self.vcpus = [v for v in self.vcpus if id(v) not in gone]
         device.slot.cpu = None
         if device.id is not None:

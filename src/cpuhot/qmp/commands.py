@@ -291,3 +291,66 @@ def query_migrate_capabilities(ctx):
 
 # commands of cpuhot's tools (x-cpuhot-topology, ...) register themselves from their own module
 from . import commands_tools  # noqa: E402,F401
+
+
+# -- introspection and the commands a libvirt probe / start / reconnect sends ----------------
+
+@command("query-qmp-schema")
+def query_qmp_schema(ctx):
+    """Introspection of every command served, every event emitted and their types."""
+    from .schema import build_schema
+    return build_schema(ctx.monitor)
+
+
+@command("qom-list-types", args=(Arg("implements", "str", optional=True), Arg("abstract", "bool", optional=True)),
+         returns=list[qapi.ObjectTypeInfo])
+def qom_list_types(ctx, implements=None, abstract=False):
+    """QOM types cpuhot knows: accelerators, machine types, CPU (and sPAPR core) types, devices."""
+    from .typeinfo import list_types
+    return list_types(ctx.vm.policy.arch, implements, bool(abstract))
+
+
+@command("device-list-properties", args=(Arg("typename", "str"),), returns=list[qapi.ObjectPropertyInfo])
+def device_list_properties(ctx, typename):
+    from .typeinfo import device_properties
+    return device_properties(ctx.vm.policy.arch, typename)
+
+
+@command("qom-list-properties", args=(Arg("typename", "str"),), returns=list[qapi.ObjectPropertyInfo])
+def qom_list_properties(ctx, typename):
+    from .typeinfo import object_properties
+    return object_properties(ctx.vm.policy.arch, typename)
+
+
+@command("query-command-line-options", args=(Arg("option", "str", optional=True),),
+         returns=list[qapi.CommandLineOptionInfo])
+def query_command_line_options(ctx, option=None):
+    """The command-line options cpuhot accepts (parameters are not described)."""
+    from ..cli import QEMU_OPTIONS
+    names = [n for n in QEMU_OPTIONS if len(n) > 1 and n.islower()]
+    if option is not None:
+        if option not in names:
+            raise GenericError(f"invalid option name: {option}")
+        names = [option]
+    return [{"option": n, "parameters": []} for n in names]
+
+
+@command("query-chardev")
+def query_chardev(ctx):
+    """cpuhot has no character devices besides its monitors, which are not listed."""
+    return []
+
+
+@command("query-named-block-nodes", args=(Arg("flat", "bool", optional=True),))
+def query_named_block_nodes(ctx, flat=None):
+    return []
+
+
+@command("query-block")
+def query_block(ctx):
+    return []
+
+
+@command("query-jobs")
+def query_jobs(ctx):
+    return []

@@ -129,3 +129,95 @@ def validate(return_type, value) -> None:
     if adapter is None:
         adapter = _ADAPTERS[return_type] = TypeAdapter(return_type)
     adapter.validate_python(value)
+
+
+# -- event data ---------------------------------------------------------------------------------
+
+class DeviceDeletedData(QAPIModel):
+    device: Optional[str] = None
+    path: str
+
+
+class ACPIOSTInfo(QAPIModel):
+    device: Optional[str] = None
+    slot: str
+    slot_type: Literal["DIMM", "CPU"] = Field(alias="slot-type")
+    source: int
+    status: int
+
+
+class ACPIDeviceOstData(QAPIModel):
+    info: ACPIOSTInfo
+
+
+class DeviceUnplugGuestErrorData(QAPIModel):
+    device: Optional[str] = None
+    path: str
+
+
+class ShutdownData(QAPIModel):
+    guest: bool
+    reason: str
+
+
+class MigrationEventData(QAPIModel):
+    status: str
+
+
+class MigrationPassData(QAPIModel):
+    pass_: int = Field(alias="pass")
+
+
+#: every event cpuhot emits, with the model of its ``data`` (None: no data)
+EVENTS = {
+    "DEVICE_DELETED": DeviceDeletedData,
+    "ACPI_DEVICE_OST": ACPIDeviceOstData,
+    "DEVICE_UNPLUG_GUEST_ERROR": DeviceUnplugGuestErrorData,
+    "STOP": None,
+    "RESUME": None,
+    "RESET": ShutdownData,
+    "SHUTDOWN": ShutdownData,
+    "POWERDOWN": None,
+    "MIGRATION": MigrationEventData,
+    "MIGRATION_PASS": MigrationPassData,
+}
+
+
+class ObjectTypeInfo(QAPIModel):
+    name: str
+    abstract: Optional[bool] = None
+    parent: Optional[str] = None
+
+
+class ObjectPropertyInfo(QAPIModel):
+    name: str
+    type: str
+    description: Optional[str] = None
+    default_value: Optional[object] = Field(None, alias="default-value")
+
+
+class MigrationInfo(QAPIModel):
+    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
+    status: Optional[str] = None
+
+
+class MigrationCapabilityStatus(QAPIModel):
+    capability: str
+    state: bool
+
+
+class CommandLineOptionInfo(QAPIModel):
+    option: str
+    parameters: list[dict]
+
+
+class GuestModeInfo(QAPIModel):
+    mode: str
+    effective: str
+    booted: bool
+
+
+class GuestCpuInfo(QAPIModel):
+    cpu_index: int = Field(alias="cpu-index")
+    qom_path: str = Field(alias="qom-path")
+    online: bool

@@ -1,0 +1,101 @@
+"""QOM type information derived from cpuhot's registries (for qom-list-types & co.).
+
+Only types cpuhot actually models are listed: accelerators, the machine types of
+the target, its CPU types (and sPAPR core types), memory backends and the few
+non-CPU devices it knows.  Property lists describe what ``device_add`` accepts.
+"""
+
+from __future__ import annotations
+
+from ..machine.cpu_models import SPAPR_CORE_MODELS, cpu_definitions
+from ..machine.devices import PCI_DEVICES
+from ..machine.errors import DeviceNotFound
+from ..machine.machines import machine_table
+from ..machine.spapr import CORE_PROPERTIES
+from ..machine.x86 import X86_CPU_FLAGS, X86_CPU_PROPERTIES
+
+_C_TO_QOM = {"int32_t": "int32", "uint32_t": "uint32", "int64_t": "int64"}
+
+
+def _types(arch: str) -> list[dict]:
+    out = [{"name": "accel", "parent": "object", "abstract": True},
+           {"name": "tcg-accel", "parent": "accel"}, {"name": "kvm-accel", "parent": "accel"},
+           {"name": "machine", "parent": "object", "abstract": True},
+           {"name": "memory-backend", "parent": "object", "abstract": True},
+           {"name": "memory-backend-ram", "parent": "memory-backend"},
+           {"name": "memory-backend-file", "parent": "memory-backend"},
+           {"name": "memory-backend-memfd", "parent": "memory-backend"},
+           {"name": "device", "parent": "object", "abstract": True},
+           {"name": "cpu", "parent": "device", "abstract": True}]
+    out += [{"name": f"{m.name}-machine", "parent": "machine"} for m in machine_table(arch)]
+    if arch == "x86_64":
+        out.append({"name": "x86_64-cpu", "parent": "cpu", "abstract": True})
+        out += [{"name": d["typename"], "parent": "x86_64-cpu"} for d in cpu_definitions(arch) if d["typename"]]
+    else:
+        out.append({"name": "powerpc64-cpu", "parent": "cpu", "abstract": True})
+        out += [{"name": d["typename"], "parent": "powerpc64-cpu"}
+                for d in cpu_definitions(arch) if d["typename"]]
+        out.append({"name": "cpu-core", "parent": "device", "abstract": True})
+        out.append({"name": "spapr-cpu-core", "parent": "cpu-core", "abstract": True})
+        out += [{"name": f"{f}-spapr-cpu-core", "parent": "spapr-cpu-core"} for f in sorted(SPAPR_CORE_MODELS)]
+        out.append({"name": "spapr-pci-host-bridge", "parent": "device"})
+    out += [{"name": d, "parent": "device"} for d in PCI_DEVICES]
+    seen, unique = set(), []
+    for t in out:
+        if t["name"] not in seen:
+            seen.add(t["name"])
+            unique.append(t)
+    return unique
+
+
+def _ancestors(types: dict[str, dict], name: str) -> set[str]:
+    out = {name}
+    while name in types and "parent" in types[name]:
+        name = types[name]["parent"]
+        out.add(name)
+    return out
+
+
+def list_types(arch: str, implements: str | None, abstract: bool) -> list[dict]:
+    types = _types(arch)
+    by_name = {t["name"]: t for t in types}
+    out = []
+    for t in types:
+        if t.get("abstract") and not abstract:
+            continue
+        if implements is not None and implements not in _ancestors(by_name, t["name"]):
+            continue
+        out.append(t)
+    return out
+
+
+def _props(arch: str, typename: str) -> list[dict] | None:
+    types = {t["name"]: t for t in _types(arch)}
+    if typename not in types:
+        return None
+    lineage = _ancestors(types, typename)
+    if "x86_64-cpu" in lineage:
+        props = [{"name": k, "type": _C_TO_QOM[v]} for k, v in X86_CPU_PROPERTIES.items()]
+        return props + [{"name": f, "type": "bool"} for f in X86_CPU_FLAGS]
+    if "spapr-cpu-core" in lineage:
+        return [{"name": k, "type": _C_TO_QOM[v]} for k, v in CORE_PROPERTIES.items()]
+    if typename in PCI_DEVICES:
+        return [{"name": p, "type": "str"} for p in PCI_DEVICES[typename]]
+    if "memory-backend" in lineage:
+        return [{"name": "size", "type": "int"}]
+    return []
+
+
+def device_properties(arch: str, typename: str) -> list[dict]:
+    props = _props(arch, typename)
+    if props is None:
+        raise DeviceNotFound(f"Device '{typename}' not found")
+    return props
+
+
+def object_properties(arch: str, typename: str) -> list[dict]:
+    """Never an error for a type cpuhot knows (libvirt 9.0 crashes on an error reply here)."""
+    props = _props(arch, typename)
+    if props is None:
+        raise DeviceNotFound(f"Class '{typename}' not found")
+    return props
