@@ -43,3 +43,12 @@ def test_corpus_size_and_gap_budget():
     assert len(SCENARIOS) >= 80
     assert len(KNOWN_GAPS) < 0.05 * len(SCENARIOS), "more than 5% of the corpus is a known gap"
     assert set(KNOWN_GAPS) <= set(SCENARIOS), "a known gap names a scenario that does not exist"
+
+
+def test_the_conformance_report_is_current():
+    """docs/CONFORMANCE.md (linked from the README) names exactly today's gaps and corpus size."""
+    report = (TRANSCRIPTS.parent.parent.parent / "docs" / "CONFORMANCE.md").read_text()
+    assert f"of {len(SCENARIOS)} scenarios match" in report
+    for name in KNOWN_GAPS:
+        assert f"`{name}`" in report
+    assert report.count("- `") == len(KNOWN_GAPS)
