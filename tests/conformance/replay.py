@@ -138,6 +138,8 @@ def replay(transcript: dict, *, quiet_wait: float = 0.05) -> dict:
             c = clients[key]
             if "send" in step:
                 c.last_command = step["send"].get("execute") if isinstance(step["send"], dict) else None
+                if c.last_command == "query-migrate":
+                    _await_migration_state(c, transcript["steps"][i + 1:])
                 c.send(json.dumps(subst(step["send"])).encode() + b"\n")
             elif "send_raw" in step:
                 c.send(subst(step["send_raw"]).encode())
@@ -194,6 +196,34 @@ def replay(transcript: dict, *, quiet_wait: float = 0.05) -> dict:
         for r in running.values():
             r.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _await_migration_state(c: Client, rest: list[dict]) -> None:
+    """The recorder polled query-migrate until it saw a final state; a replayer that asks at once
+    may see an earlier one.  Poll (bounded) until cpuhot is where QEMU was; events that arrive
+    meanwhile are kept, in order, for the recorded steps that expect them."""
+    want = next((s["recv"] for s in rest if "recv" in s and "return" in s["recv"]), None)
+    status = want["return"].get("status") if want and isinstance(want.get("return"), dict) else None
+    if status not in ("completed", "failed"):
+        return
+    kept: list[bytes] = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        c.send(b'{"execute": "query-migrate", "id": "__replay_poll"}')
+        reached = False
+        while True:
+            line = c.read_line()
+            if line is None:
+                break
+            msg = json.loads(line)
+            if msg.get("id") == "__replay_poll":
+                reached = isinstance(msg.get("return"), dict) and msg["return"].get("status") == status
+                break
+            kept.append(line)
+        if reached:
+            break
+        time.sleep(0.01)
+    c.buf = b"".join(k + b"\n" for k in kept) + c.buf
 
 
 def _sorted_listing(msg):

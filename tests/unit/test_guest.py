@@ -144,3 +144,25 @@ def test_virtual_clock_stamps_events():
     vm.stop()
     [ev] = vm.drain_events()
     assert ev.timestamp == VirtualClock.EPOCH
+
+
+def test_powerdown_with_a_guest_shuts_it_down():
+    vm = vm_with("cooperative")
+    vm.no_shutdown = True
+    events(vm)
+    vm.system_powerdown()
+    assert events(vm) == [("POWERDOWN", None)]
+    vm.clock_step(1)
+    assert events(vm) == [("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"}), ("STOP", None)]
+    assert vm.query_status()["status"] == "shutdown"
+    vm2 = vm_with("cooperative")
+    vm2.system_powerdown()
+    vm2.clock_step(1)
+    assert vm2.exit_requested
+
+
+def test_powerdown_without_a_guest_only_reports_the_button():
+    vm = vm_with("none")
+    vm.system_powerdown()
+    vm.clock_step(5)
+    assert [n for n, _ in events(vm)] == ["POWERDOWN"]

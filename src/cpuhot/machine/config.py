@@ -50,6 +50,7 @@ class LaunchOptions:
     guest: str = "auto"                 # guest mode (see cpuhot.machine.guest)
     incoming: str | None = None         # "-incoming URI|defer"
     vcpu_threads: bool = False          # a real parked OS thread per vCPU (its TID is the thread-id)
+    no_shutdown: bool = False           # "-no-shutdown"
     seed: int = 0
     clock: str = "real"                 # "real" | "virtual"
 
@@ -171,6 +172,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
                         clock=clock, thread_id_base=thread_id_base, guest=guest,
                         cpu_index_rule=CpuIndexRule(opts.cpu_index_rule), in_order_plug=opts.in_order_plug)
     vm.set_slots(slots)
+    vm.no_shutdown = opts.no_shutdown
     if opts.vcpu_threads:
         from .vcpu_threads import VcpuThreads
         vm.vcpu_threads = VcpuThreads()

@@ -87,6 +87,10 @@ class VirtualMachine:
         self.machine_ready = False
         #: real OS threads for vCPUs (``--vcpu-threads``), or None for made-up thread ids
         self.vcpu_threads = None
+        #: ``-no-shutdown``: a guest shutdown stops the VM instead of ending the process
+        self.no_shutdown = False
+        #: set when the process should exit (guest shut down without -no-shutdown)
+        self.exit_requested = False
 
     # -- construction ------------------------------------------------------
     def set_slots(self, slots: list[CpuSlot]) -> None:
@@ -525,7 +529,22 @@ class VirtualMachine:
         self.guest.on_reset(self) if hasattr(self.guest, "on_reset") else None
 
     def system_powerdown(self) -> None:
+        """ACPI power button: a running guest shuts down after its delay (SHUTDOWN guest-shutdown);
+        with ``-no-shutdown`` the VM stops in ``shutdown``, otherwise the simulator exits."""
         self.emit("POWERDOWN")
+        if self.guest.present and self.runstate == "running":
+            self.timers.call_later(self.guest.mode.delay, self._guest_shutdown)
+
+    def _guest_shutdown(self) -> None:
+        if self.runstate != "running":
+            return
+        self.emit("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"})
+        if self.no_shutdown:
+            self.runstate = "shutdown"
+            self.emit("STOP")
+        else:
+            self.runstate = "shutdown"
+            self.exit_requested = True
 
     def quit(self) -> None:
         self.emit("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"})

@@ -244,10 +244,13 @@ def migrate_incoming(ctx, uri):
         raise GenericError("'-incoming' was not specified on the command line")
     if mig.incoming != "defer":
         raise GenericError("The incoming migration has already been started")
-    check_uri(uri)
     io = _io(ctx)
+    try:
+        sock = io.migration.bind_incoming(uri)
+    except OSError as e:
+        raise GenericError(f"Failed to bind socket: {e.strerror}") from None
     mig.incoming = uri
-    asyncio.get_running_loop().create_task(io.migration.listen_incoming(uri))
+    asyncio.get_running_loop().create_task(io.migration.serve_incoming(sock))
 
 
 @command("query-migrate")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import time
 
 from ..machine.errors import GenericError
@@ -62,16 +63,31 @@ class MigrationIO:
         self.server.model_changed()
 
     # -- target ------------------------------------------------------------------------
-    async def listen_incoming(self, uri: str) -> None:
+    def bind_incoming(self, uri: str) -> socket.socket:
+        """Bind and listen at once (as QEMU does before migrate-incoming returns)."""
         check_uri(uri)
         kind, where, port = _split(uri)
-        loop = asyncio.get_running_loop()
         if kind == "unix":
             if os.path.exists(where):
                 os.unlink(where)
-            self._incoming_server = await asyncio.start_unix_server(self._incoming, path=where)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(where)
         else:
-            self._incoming_server = await asyncio.start_server(self._incoming, where, port)
+            sock = socket.socket(socket.AF_INET6 if ":" in where else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((where, port))
+        sock.listen(1)
+        sock.setblocking(False)
+        return sock
+
+    async def serve_incoming(self, sock: socket.socket) -> None:
+        if sock.family == socket.AF_UNIX:
+            self._incoming_server = await asyncio.start_unix_server(self._incoming, sock=sock)
+        else:
+            self._incoming_server = await asyncio.start_server(self._incoming, sock=sock)
+
+    async def listen_incoming(self, uri: str) -> None:
+        await self.serve_incoming(self.bind_incoming(uri))
 
     async def _incoming(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         vm = self.vm
