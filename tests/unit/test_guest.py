@@ -166,3 +166,72 @@ def test_powerdown_without_a_guest_only_reports_the_button():
     vm.system_powerdown()
     vm.clock_step(5)
     assert [n for n, _ in events(vm)] == ["POWERDOWN"]
+
+
+def test_device_del_twice_from_two_requests_ejects_once():
+    vm = vm_with("cooperative")
+    plug_x86(vm, "vcpu2", 2)
+    vm.clock_step(0.1)
+    vm.device_del("vcpu2")
+    vm.device_del("vcpu2")                 # a second client asks again: accepted, as QEMU accepts it
+    vm.clock_step(1)
+    got = events(vm)
+    assert [d for n, d in got if n == "DEVICE_DELETED"] == [
+        {"path": "/machine/peripheral/vcpu2/lapic"}, {"device": "vcpu2", "path": "/machine/peripheral/vcpu2"}]
+    assert error_of(vm.device_del, "vcpu2") == ("DeviceNotFound", "Device 'vcpu2' not found")
+
+
+def test_device_del_of_a_cpu_still_being_onlined():
+    vm = vm_with("cooperative:0.5")
+    plug_x86(vm, "vcpu2", 2)
+    assert not vm.vcpus[-1].online         # the guest has not onlined it yet
+    vm.device_del("vcpu2")                 # x86: the request goes to the guest all the same
+    vm.clock_step(1)
+    assert len(vm.query_cpus_fast()) == 2
+
+
+def test_device_del_of_a_cpu_add_ed_cpu_by_path():
+    vm = vm_with("cooperative")
+    vm.cpu_add(3)
+    path = vm.query_cpus_fast()[-1]["qom-path"]
+    assert path.startswith("/machine/unattached/device[")
+    assert error_of(vm.device_del, "vcpu3") == ("DeviceNotFound", "Device 'vcpu3' not found")   # no id
+    vm.clock_step(0.1)
+    vm.device_del(path)
+    vm.clock_step(1)
+    assert ("DEVICE_DELETED", {"path": path}) in events(vm)       # no "device" key: it has no id
+    assert len(vm.query_cpus_fast()) == 2
+
+
+def test_device_del_of_non_cpu_paths_with_a_guest():
+    vm = vm_with("cooperative")
+    assert error_of(vm.device_del, "/machine/peripheral") == (
+        "GenericError", "/machine/peripheral is not a hotpluggable device")
+    assert error_of(vm.device_del, "/machine/unattached/device[1]") == (
+        "GenericError", "Bus 'main-system-bus' does not support hotplugging")
+    assert error_of(vm.device_del, "") == ("GenericError", " is not a hotpluggable device")
+
+
+def test_unplug_requested_while_paused_completes_after_cont():
+    vm = vm_with("cooperative")
+    plug_x86(vm, "vcpu2", 2)
+    vm.clock_step(0.1)
+    vm.stop()
+    vm.device_del("vcpu2")                 # accepted while paused
+    vm.clock_step(5)
+    assert len(vm.query_cpus_fast()) == 3  # a paused guest cannot eject
+    vm.cont()
+    vm.clock_step(0.1)
+    assert len(vm.query_cpus_fast()) == 2
+
+
+def test_pseries_pending_unplug_completes_on_reset():
+    vm = vm_with("unresponsive", arch="ppc64", machine="pseries")
+    vm.device_add({"driver": CORE, "id": "c3", "core-id": 3})
+    vm.clock_step(0.1)
+    vm.device_del("c3")
+    vm.clock_step(30)
+    assert len(vm.query_cpus_fast()) == 3
+    vm.system_reset()                      # spapr_drc_reset releases a DRC with a pending unplug
+    assert len(vm.query_cpus_fast()) == 2
+    assert ("DEVICE_DELETED", {"device": "c3", "path": "/machine/peripheral/c3"}) in events(vm)
