@@ -109,3 +109,38 @@ def test_the_seed_story_example_prints_what_it_promises():
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "migration_story.py")], capture_output=True,
                          text=True, timeout=120, check=True).stdout
     assert out == (ROOT / "examples" / "migration_story.expected").read_text()
+
+
+def test_tcp_migration_and_cancel(serve_vm):
+    import socket as _socket
+    s_ = _socket.socket()
+    s_.bind(("127.0.0.1", 0))
+    port = s_.getsockname()[1]
+    s_.close()
+    src = serve_vm("-S", "-smp", "1,maxcpus=2")
+    dst = serve_vm("-S", "-smp", "1,maxcpus=2", "-incoming", f"tcp:127.0.0.1:{port}")
+    s, d = SyncQMP(src.path), SyncQMP(dst.path)
+    s.cmd("migrate-set-capabilities", {"capabilities": CAPS})
+    assert {c["capability"]: c["state"] for c in s.cmd("query-migrate-capabilities")}["return-path"] is True
+    s.cmd("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+    assert s.wait_event("MIGRATION", lambda x: x["status"] in ("completed", "failed"))["data"]["status"] == "completed"
+    assert s.cmd("query-migrate")["status"] == "completed"
+    # cancelling when nothing runs is a no-op, as in QEMU
+    assert s.cmd("migrate_cancel") == {}
+    # a second migration to a closed port fails with a reason
+    s.cmd("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+    s.wait_event("MIGRATION", lambda x: x["status"] == "failed")
+    info = s.cmd("query-migrate")
+    assert info["status"] == "failed" and "Failed to connect" in info["error-desc"]
+
+
+def test_migrate_argument_errors(serve_vm):
+    vm = serve_vm("-S", "-smp", "1")
+    q = SyncQMP(vm.path)
+    for uri, text in (("foo:bar", "Parameter 'uri' expects a valid migration protocol"),):
+        with pytest.raises(Exception) as e:
+            q.cmd("migrate", {"uri": uri})
+        assert text in str(e.value)
+    with pytest.raises(Exception) as e:
+        q.cmd("migrate-incoming", {"uri": "unix:/tmp/x.sock"})
+    assert "'-incoming' was not specified on the command line" in str(e.value)
