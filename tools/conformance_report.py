@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conformance.replay import TRANSCRIPTS, Mismatch, replay  # noqa: E402
-from tests.conformance.test_replay import KNOWN_GAPS  # noqa: E402
+from tests.conformance.test_replay import KNOWN_GAPS, answer_instead_of_crashing  # noqa: E402
 
 
 def main() -> int:
@@ -25,7 +25,7 @@ def main() -> int:
         areas[t["tags"][0] if t["tags"] else "other"] += 1
         if "crash" in t["tags"]:
             crashed += 1
-            continue
+            t = answer_instead_of_crashing(t)
         try:
             replay(t)
             matched += 1
@@ -43,7 +43,8 @@ def main() -> int:
         "",
         f"**{matched} of {total} scenarios match** ({matched / total:.1%}); "
         f"{len(rows)} are known gaps ({len(rows) / total:.1%}); "
-        f"{crashed} record a QEMU crash, which cpuhot deliberately does not reproduce.",
+        f"{crashed} of them record a QEMU crash: cpuhot matches QEMU up to it, then answers the fatal "
+        "command and goes on serving instead of aborting.",
         "",
         "| area (first tag) | scenarios |",
         "|---|---|",
