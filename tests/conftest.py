@@ -16,7 +16,7 @@ class ServedVM:
         self.path = os.path.join(self.dir, "qmp.sock")
         env = dict(os.environ, **(extra_env or {}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cpuhot", "serve", *args, "-qmp", f"unix:{self.path},server=on,wait=off"],
+            [sys.executable, "-m", "cpuhot", "serve", "--validate-returns", *args, "-qmp", f"unix:{self.path},server=on,wait=off"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.first_line = self.proc.stdout.readline().strip()
         if not self.first_line:

@@ -97,3 +97,22 @@ def test_ppc64_probe_lists_the_phb_and_core_types():
     assert {"spapr-pci-host-bridge", "power9_v2.0-spapr-cpu-core", "pseries-7.2-machine"} <= types
     assert "spapr-cpu-core" not in types
     assert "spapr-cpu-core" in {t["name"] for t in call(mon, s, "qom-list-types", {"abstract": True})["return"]}
+
+
+def test_an_internal_error_becomes_a_reply_not_a_crash():
+    from cpuhot.qmp.dispatch import Registry
+    from cpuhot.qmp.commands import COMMANDS
+    reg = Registry()
+    reg.commands = dict(COMMANDS.commands)
+
+    @reg.command("x-cpuhot-boom")
+    def boom(ctx):
+        raise KeyError("oops")
+
+    mon = Monitor(build_machine(LaunchOptions()).vm, "cpuhot", registry=reg)
+    s = mon.open_session()
+    mon.handle(s, Parsed({"execute": "qmp_capabilities"}))
+    reply = mon.handle(s, Parsed({"execute": "x-cpuhot-boom", "id": 7}))[-1][1]
+    assert reply == {"id": 7, "error": {"class": "GenericError",
+                                         "desc": "cpuhot internal error: KeyError: 'oops'"}}
+    assert mon.handle(s, Parsed({"execute": "query-status"}))[-1][1]["return"]["status"] == "running"

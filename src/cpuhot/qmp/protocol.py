@@ -16,6 +16,7 @@ reply (to the caller).  Nothing here touches a socket.
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ from ..profiles import Profile, get_profile
 from . import qapi
 from .dispatch import check_request, error_reply, marshal_arguments, not_found, success_reply
 from .framing import ParseError, Parsed
+
+log = logging.getLogger("cpuhot.qmp.protocol")
 
 NEGOTIATION_DESC = "Expecting capabilities negotiation with 'qmp_capabilities'"
 
@@ -106,6 +109,10 @@ class Monitor:
             if not session.negotiated and isinstance(err, CommandNotFound):
                 err = CommandNotFound(NEGOTIATION_DESC)
             reply = error_reply(err, msg_id, has_id)
+        except Exception as exc:     # a cpuhot bug must not take the connection or the VM down
+            log.exception("internal error while handling %r", msg)
+            reply = error_reply(GenericError(f"cpuhot internal error: {type(exc).__name__}: {exc}"),
+                                msg_id, has_id)
         out = self.take_events()
         out.append((session, reply))
         return out
