@@ -13,6 +13,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
+from . import dropin
 from .machine.config import LaunchOptions, build_machine
 from .machine.errors import ConfigError
 from .machine.machines import arch_of_machine
@@ -33,8 +34,8 @@ QEMU_OPTIONS = {
     "action": True, "preconfig": False,
 }
 #: cpuhot's own options: name -> takes an argument
-CPUHOT_OPTIONS = {"state": True, "compat": True, "arch": True, "validate-returns": False, "help": False, "guest": True,
-                  "seed": True, "clock": True, "trace-file": True}
+CPUHOT_OPTIONS = {"state": True, "vcpu-threads": False, "compat": True, "arch": True, "validate-returns": False, "help": False, "guest": True,
+                  "seed": True, "clock": True, "trace-file": True, "trace": True}
 
 
 class UsageError(Exception):
@@ -49,6 +50,8 @@ class ServeArgs:
     validate_returns: bool = False
     trace_file: str | None = None
     state_file: str | None = None
+    #: the drop-in options (-daemonize, -chardev/-mon, -msg, ...): see cpuhot.dropin
+    dropin: dropin.Dropin = field(default_factory=dropin.Dropin)
 
 
 def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> ServeArgs:
@@ -77,9 +80,13 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             value = argv[i + 1]
             i += 1
         i += 1
-        if name in ("machine", "M"):
-            opts.machine = value
-        elif name == "smp":
+        if name == "trace" and raw.startswith("--"):      # cpuhot's QMP trace (-trace is QEMU's, ignored)
+            args.trace_file = value
+            continue
+        if name in dropin.HANDLED:
+            dropin.take_option(args.dropin, opts, raw, name, value)
+            continue
+        if name == "smp":
             opts.smp = value
         elif name == "cpu":
             opts.cpu = value
@@ -95,17 +102,6 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             args.monitors.append(value)
         elif name == "S":
             opts.start_paused = True
-        elif name == "accel":
-            accel = value.split(",")[0]
-            accel = accel.split("=", 1)[1] if accel.startswith("accel=") else accel
-            opts.accel = accel.split(":")[0]
-        elif name == "enable-kvm":
-            opts.accel = "kvm"
-        elif name == "name":
-            first = value.split(",")[0]
-            opts.name = first.split("=", 1)[1] if first.startswith("guest=") else first
-        elif name == "uuid":
-            opts.uuid = value
         elif name == "incoming":
             opts.incoming = value
         elif name == "compat":
@@ -114,6 +110,8 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             arch = value
         elif name == "state":
             args.state_file = value
+        elif name == "vcpu-threads":
+            opts.vcpu_threads = True
         elif name == "validate-returns":
             args.validate_returns = True
         elif name == "trace-file":
@@ -132,6 +130,7 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             opts.clock = value
         elif name == "help":
             raise UsageError("help")
+    dropin.finish_parse(args.dropin, opts)
     if arch is None:
         mtype = (opts.machine or "").split(",")[0]
         if mtype.startswith("type="):
@@ -176,6 +175,10 @@ class Prepared:
     monitor: object = None
     endpoints: list = field(default_factory=list)
     args: ServeArgs | None = None
+    #: inherited listening sockets to serve on (``-chardev socket,fd=N``): (location, socket)
+    sockets: list = field(default_factory=list)
+    #: the option text of each endpoint, for bind errors (``-qmp unix:...``, ``-chardev socket,...``)
+    locations: list = field(default_factory=list)
 
 
 def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
@@ -185,32 +188,49 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
     from .qmp.server import Endpoint
     try:
         args = parse_serve_args(argv, default_arch=default_arch)
+    except dropin.DropinError as e:
+        return Prepared(1, e.render(prog))
     except UsageError as e:
         if str(e) == "help":
             return Prepared(0, "", stdout=USAGE)
         return Prepared(1, f"{prog}: {e}\n")
-    try:
+    d = args.dropin
+    early = ""
+
+    def build():
         if args.state_file and os.path.exists(args.state_file):
             from .machine.state import load, restore
             try:
                 args.launch, built = restore(load(args.state_file), thread_id_base=os.getpid() + 1)
             except (ValueError, KeyError, TypeError, OSError) as e:
-                return Prepared(1, f"{prog}: --state {args.state_file}: {e}\n")
-        else:
-            built = build_machine(args.launch, thread_id_base=os.getpid() + 1)
+                raise dropin.DropinError(str(e), location=f"--state {args.state_file}") from None
+            return built
+        return build_machine(args.launch, thread_id_base=os.getpid() + 1)
+    try:
+        early = "".join(dropin.before_build(d, args.launch)).replace("{prog}", prog)
+        built = dropin.build_in_order(d, args.launch, build)
+    except dropin.DropinError as e:
+        return Prepared(1, dropin.stamp(early + e.render(prog), prog, d))
     except ConfigError as e:
-        return Prepared(1, e.render(prog))
-    stderr = "".join(f"{prog}: {w}\n" if not w.startswith("Please") else f"{w}\n" for w in built.warnings)
+        return Prepared(1, dropin.stamp(early + e.render(prog), prog, d))
+    stderr = early + d.late_warnings.replace("{prog}", prog)
+    stderr += "".join(f"{prog}: {w}\n" if not w.startswith("Please") else f"{w}\n" for w in built.warnings)
+    stderr += "".join(dropin.after_build(d, args.launch)).replace("{prog}", prog)
+    stderr = dropin.stamp(stderr, prog, d)
     monitor = Monitor(built.vm, args.compat, validate_returns=args.validate_returns)
     if args.state_file:
         from .machine.state import snapshot, write_atomically
         monitor.persist = lambda: write_atomically(args.state_file, snapshot(monitor.vm, args.launch))
+    mon_endpoints, sockets = dropin.monitor_listeners(d)
     try:
-        texts = args.monitors or ([f"unix:{default_socket_path()}"] if default_endpoint else [])
-        endpoints = [Endpoint.parse(t) for t in texts]
+        texts = [(t, f"-qmp {t}") for t in args.monitors] + mon_endpoints
+        if not texts and not sockets and default_endpoint:
+            texts = [(f"unix:{default_socket_path()}", "-qmp")]
+        endpoints = [Endpoint.parse(t) for t, _ in texts]
     except ValueError as e:
         return Prepared(1, stderr + f"{prog}: -qmp: {e}\n")
-    return Prepared(None, stderr, monitor=monitor, endpoints=endpoints, args=args)
+    return Prepared(None, stderr, monitor=monitor, endpoints=endpoints, args=args, sockets=sockets,
+                    locations=[loc for _, loc in texts])
 
 
 def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int:
@@ -220,29 +240,97 @@ def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int
     sys.stderr.flush()
     if prepared.exit_code is not None:
         return prepared.exit_code
-    return asyncio.run(_serve(prepared.monitor, prepared.endpoints, prog))
+    d = prepared.args.dropin
+    endpoints = prepared.endpoints
+    daemon = None
+    if d.daemonize:
+        from .qmp.server import Endpoint
+        # the daemon leaves the working directory once it serves: bind (and later unlink) absolute paths
+        endpoints = [Endpoint("unix", path=os.path.abspath(ep.path)) if ep.kind == "unix" else ep for ep in endpoints]
+        for attr in ("state_file", "trace_file"):
+            if getattr(prepared.args, attr, None):
+                setattr(prepared.args, attr, os.path.abspath(getattr(prepared.args, attr)))
+        daemon = dropin.Daemon()
+        status = daemon.start()
+        if status is not None:
+            return status          # the original process: 0 once the daemon serves, 1 if it failed
+    tracer = None
+    if prepared.args.trace_file:
+        from .trace import Tracer
+        try:
+            tracer = Tracer(prepared.args.trace_file, argv=argv, prog=prog)
+        except OSError as e:
+            sys.stderr.write(f"{prog}: --trace {prepared.args.trace_file}: {e.strerror}\n")
+            if daemon is not None:
+                daemon.failed()
+            return 1
+    try:
+        return asyncio.run(_serve(prepared.monitor, endpoints, prog, sockets=prepared.sockets,
+                                  locations=prepared.locations, pidfile=d.pidfile, daemon=daemon, tracer=tracer,
+                                  dropin_opts=d))
+    finally:
+        if daemon is not None:
+            daemon.failed()        # no-op once it reported ready
+        if tracer is not None:
+            tracer.close()
 
 
-async def _serve(monitor, endpoints, prog: str) -> int:
-    from .qmp.server import QMPServer, SocketInUse
+def _bind_error(ep, e: OSError) -> str:
+    from .qmp.server import SocketInUse
+    if isinstance(e, SocketInUse):
+        return e.strerror
+    reason = os.strerror(e.errno) if e.errno else str(e)
+    if ep.kind == "unix":
+        return f"Failed to bind socket to {ep.path}: {reason}"
+    return f"Failed to find an available port: {reason}"
+
+
+async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, pidfile=None, daemon=None,
+                 tracer=None, dropin_opts=None) -> int:
+    from .qmp.server import QMPServer
+
+    def report(text: str) -> None:
+        sys.stderr.write(dropin.stamp(text, prog, dropin_opts))
+        sys.stderr.flush()
 
     def stderr_sink(lines):
-        for prefixed, text in lines:
-            sys.stderr.write(f"{prog}: {text}\n" if prefixed else f"{text}\n")
-        sys.stderr.flush()
-    server = QMPServer(monitor, stderr_sink=stderr_sink)
+        report("".join(f"{prog}: {text}\n" if prefixed else f"{text}\n" for prefixed, text in lines))
+    server = QMPServer(monitor, stderr_sink=stderr_sink, tracer=tracer)
+    bound_all = []
+    for n, ep in enumerate(endpoints):
+        try:
+            bound_all.append(await server.listen(ep))
+        except OSError as e:
+            where = locations[n] if locations and n < len(locations) else f"-qmp {ep}"
+            report(f"{prog}: {where}: {_bind_error(ep, e)}\n")
+            await server.close()
+            return 1
+    for _, sock in sockets:
+        await server.adopt_listening_socket(sock)
+        name = sock.getsockname()
+        bound_all.append(f"unix:{name}" if isinstance(name, str) else f"tcp:{name[0]}:{name[1]}")
+    pid = None
+    if pidfile:
+        pid = dropin.PidFile(pidfile)
+        try:
+            pid.write()
+        except OSError as e:
+            report(f"{prog}: cannot create PID file: {e.strerror}\n")
+            await server.close()
+            return 1
     try:
-        for ep in endpoints:
-            bound = await server.listen(ep)
-            print(str(bound), flush=True)
-    except (SocketInUse, OSError) as e:
-        print(f"{prog}: -qmp {ep}: {e.strerror or e}", file=sys.stderr)
-        await server.close()
-        return 1
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.request_stop)
-    await server.serve_until_stopped()
+        if daemon is None:
+            for bound in bound_all:
+                print(str(bound), flush=True)
+        else:
+            daemon.ready()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_stop)
+        await server.serve_until_stopped()
+    finally:
+        if pid is not None:
+            pid.remove()
     return server.exit_code
 
 
@@ -252,9 +340,14 @@ Serves a simulated VM's QMP monitor.  QEMU options (single or double dash):
   -machine TYPE[,k=v]  -smp ...  -cpu MODEL  -m SIZE  -object memory-backend-ram,...
   -numa node|cpu|dist,...  -device DRIVER,...  -qmp unix:PATH|tcp:HOST:PORT[,server=on,wait=off]
   -S  -accel kvm|tcg  -name NAME  -uuid UUID  (and QEMU's harmless flags)
+  -daemonize -pidfile FILE  -chardev socket,id=ID,path=PATH|fd=N,server=on,wait=off
+  -mon chardev=ID,mode=control  -msg timestamp=on  -overcommit  -rtc  -boot  -sandbox  -global
 cpuhot options:
   --compat cpuhot|qemu-7.2   which QEMU to be (default cpuhot: every command)
   --arch x86_64|ppc64        target when -machine does not say
+  --guest MODE               what the guest does after device_del (cooperative, none, ...)
+  --trace FILE               write every QMP exchange as JSON lines (python -m cpuhot replay)
+Other commands: python -m cpuhot replay TRACE --against ADDRESS | show ADDRESS [--svg FILE] [--watch]
 """
 
 

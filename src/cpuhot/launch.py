@@ -1,13 +1,34 @@
 """Start a simulated VM from Python, in-process or as a subprocess, ready to talk QMP.
 
->>> import cpuhot
->>> with cpuhot.launch(machine="q35", smp="4,maxcpus=16") as vm:   # doctest: +SKIP
-...     print(vm.qmp_path)
+Blocking code::
 
-In-process VMs run their asyncio server on a thread of their own, so the
-caller may use blocking sockets or its own event loop; ``subprocess=True``
-runs ``python -m cpuhot serve`` instead.  Both return once the monitor
-socket accepts connections and clean up the socket (and process) on exit.
+    import cpuhot
+    with cpuhot.launch(machine="q35", smp="4,maxcpus=16", guest="cooperative") as vm:
+        with vm.client() as qmp:                       # a negotiated cpuhot.client.QMPClient
+            free = [e for e in qmp.execute("query-hotpluggable-cpus") if "qom-path" not in e]
+            qmp.execute("device_add", {"driver": free[-1]["type"], "id": "vcpu4", **free[-1]["props"]})
+        print(vm.qmp_path, vm.vm.query_cpus_fast()[-1]["qom-path"])   # .vm: the model, in-process only
+
+asyncio code::
+
+    import asyncio, cpuhot
+    from qemu.qmp import QMPClient
+
+    async def main():
+        async with cpuhot.launch_async(machine="pseries", smp="2,maxcpus=8") as vm:
+            qmp = QMPClient("test")
+            await qmp.connect(vm.qmp_path)
+            print(await qmp.execute("query-hotpluggable-cpus"))
+            await qmp.disconnect()
+
+    asyncio.run(main())
+
+In-process VMs (the default) run their asyncio server on a thread of their own, so the
+caller may use blocking sockets or its own event loop; ``subprocess=True`` runs
+``python -m cpuhot serve`` instead.  Both return once the monitor socket accepts
+connections.  The socket, its temporary directory and the process are removed when the
+``with``/``async with`` block ends, also when it ends with an exception, and (as a last
+resort) when the :class:`RunningVM` is garbage collected or the interpreter exits.
 """
 
 from __future__ import annotations
@@ -19,10 +40,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from typing import Sequence
 
 from .cli import prepare
 from .machine.errors import CpuhotError
+
+#: seconds to wait for a VM to listen
+START_TIMEOUT = 30.0
 
 
 class LaunchError(CpuhotError):
@@ -35,16 +60,20 @@ class LaunchError(CpuhotError):
 
 
 def build_argv(machine=None, smp=None, cpu=None, memory=None, numa=(), devices=(), accel=None,
-               paused=False, compat=None, arch=None, extra: Sequence[str] = ()) -> list[str]:
+               paused=False, compat=None, arch=None, guest=None, name=None, uuid=None, seed=None, clock=None,
+               trace=None, objects=(), extra: Sequence[str] = ()) -> list[str]:
+    """The ``serve`` argv for :func:`launch`'s keywords (``extra`` is appended as is)."""
     argv: list[str] = []
     if machine:
         argv += ["-machine", machine]
     if smp:
-        argv += ["-smp", smp]
+        argv += ["-smp", str(smp)]
     if cpu:
         argv += ["-cpu", cpu]
     if memory:
-        argv += ["-m", memory]
+        argv += ["-m", str(memory)]
+    for o in objects:
+        argv += ["-object", o]
     for n in numa:
         argv += ["-numa", n]
     for d in devices:
@@ -53,36 +82,72 @@ def build_argv(machine=None, smp=None, cpu=None, memory=None, numa=(), devices=(
         argv += ["-accel", accel]
     if paused:
         argv += ["-S"]
+    if name:
+        argv += ["-name", name]
+    if uuid:
+        argv += ["-uuid", uuid]
     if compat:
         argv += ["--compat", compat]
     if arch:
         argv += ["--arch", arch]
+    if guest:
+        argv += ["--guest", guest]
+    if seed is not None:
+        argv += ["--seed", str(seed)]
+    if clock:
+        argv += ["--clock", clock]
+    if trace:
+        argv += ["--trace", str(trace)]
     return argv + list(extra)
 
 
-class RunningVM:
-    """A VM serving QMP on ``qmp_path``; a context manager that stops it on exit."""
+def _cleanup(stop, tmpdir) -> None:
+    try:
+        if stop is not None:
+            stop()
+    finally:
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
 
-    def __init__(self, qmp_path: str, *, stderr: str = "", monitor=None, stop=None, tmpdir=None, process=None):
+
+class RunningVM:
+    """A VM serving QMP on ``qmp_path``; a context manager (sync and async) that stops it on exit.
+
+    ``qmp_address`` is ``unix:PATH`` (what ``python -m cpuhot show/replay`` take);
+    :meth:`client` opens a negotiated :class:`cpuhot.client.QMPClient`.
+    """
+
+    def __init__(self, qmp_path: str, *, stderr: str = "", monitor=None, stop=None, tmpdir=None, process=None,
+                 argv: Sequence[str] = ()):
         self.qmp_path = qmp_path
         self.stderr = stderr
         self.monitor = monitor
         self.process = process
-        self._stop = stop
-        self._tmpdir = tmpdir
+        self.argv = list(argv)
+        # stops the VM and removes the socket directory at stop(), at garbage collection or at exit
+        self._finalizer = weakref.finalize(self, _cleanup, stop, tmpdir)
+
+    @property
+    def qmp_address(self) -> str:
+        return f"unix:{self.qmp_path}"
 
     @property
     def vm(self):
         """The in-process machine model (``None`` for a subprocess)."""
         return self.monitor.vm if self.monitor is not None else None
 
+    @property
+    def running(self) -> bool:
+        return self._finalizer.alive and (self.process is None or self.process.poll() is None)
+
+    def client(self, **kw):
+        """A new negotiated QMP connection (``cpuhot.client.QMPClient``); close it (or use ``with``)."""
+        from .client import QMPClient
+        return QMPClient(self.qmp_address, **kw)
+
     def stop(self) -> None:
-        if self._stop is not None:
-            self._stop()
-            self._stop = None
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+        """Stop the VM, remove its socket (idempotent)."""
+        self._finalizer()
 
     def __enter__(self) -> "RunningVM":
         return self
@@ -90,38 +155,120 @@ class RunningVM:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    async def __aenter__(self) -> "RunningVM":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.stop)
+
+    def __repr__(self) -> str:
+        how = f"pid {self.process.pid}" if self.process is not None else "in-process"
+        return f"<RunningVM {self.qmp_address} ({how}{'' if self.running else ', stopped'})>"
+
 
 def launch_argv(argv: Sequence[str], *, subprocess_: bool = False, prog: str = "cpuhot",
                 qmp_path: str | None = None) -> RunningVM:
-    """Start a VM from a QEMU-style argv (without ``-qmp``: a private socket is added)."""
+    """Start a VM from a QEMU-style argv (without ``-qmp``: a private socket is added).
+
+    >>> with launch_argv(["-machine", "pc", "-smp", "1,maxcpus=4"]) as vm:   # doctest: +SKIP
+    ...     vm.client().execute("query-status")
+    """
     tmpdir = None
     if qmp_path is None:
         tmpdir = tempfile.mkdtemp(prefix="cpuhot-")
         qmp_path = os.path.join(tmpdir, "qmp.sock")
-    argv = [*argv, "-qmp", f"unix:{qmp_path},server=on,wait=off"]
-    if subprocess_:
-        return _launch_subprocess(argv, qmp_path, tmpdir)
-    prepared = prepare(argv, prog=prog)
-    if prepared.exit_code is not None:
+    full = [*argv, "-qmp", f"unix:{qmp_path},server=on,wait=off"]
+    try:
+        if subprocess_:
+            return _launch_subprocess(full, qmp_path, tmpdir)
+        prepared = prepare(full, prog=prog)
+        if prepared.exit_code is not None:
+            raise LaunchError(prepared.exit_code, prepared.stderr)
+        return _launch_thread(prepared, qmp_path, tmpdir, full)
+    except BaseException:
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
-        raise LaunchError(prepared.exit_code, prepared.stderr)
-    return _launch_thread(prepared, qmp_path, tmpdir)
+        raise
 
 
 def launch(*, subprocess: bool = False, qmp_path: str | None = None, **kw) -> RunningVM:
-    """Start a VM: ``launch(machine="q35", smp="4,maxcpus=16", accel="kvm", paused=True)``."""
+    """Start a VM; returns once its QMP socket listens.
+
+    Keywords: ``machine``, ``smp``, ``cpu``, ``memory``, ``objects``, ``numa``, ``devices``,
+    ``accel``, ``paused`` (``-S``), ``name``, ``uuid``, ``compat`` (``"qemu-7.2"``), ``arch``,
+    ``guest`` (``"cooperative"``, ``"none"``, ...), ``seed``, ``clock``, ``trace`` (a file:
+    every QMP exchange as JSON lines), ``extra`` (more argv).
+
+    >>> with launch(machine="q35", smp="2,maxcpus=8", guest="cooperative") as vm:   # doctest: +SKIP
+    ...     with vm.client() as qmp:
+    ...         print(len(qmp.execute("query-hotpluggable-cpus")))
+    8
+    """
     return launch_argv(build_argv(**kw), subprocess_=subprocess, qmp_path=qmp_path)
 
 
-def _launch_thread(prepared, qmp_path: str, tmpdir) -> RunningVM:
+class _AsyncLaunch:
+    """What :func:`launch_async` returns: awaitable (``vm = await launch_async(...)``) and an
+    async context manager (``async with launch_async(...) as vm``)."""
+
+    def __init__(self, argv: list[str], subprocess_: bool, qmp_path: str | None):
+        self._argv = argv
+        self._subprocess = subprocess_
+        self._qmp_path = qmp_path
+        self._vm: RunningVM | None = None
+
+    async def _start(self) -> RunningVM:
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, lambda: launch_argv(self._argv, subprocess_=self._subprocess,
+                                                              qmp_path=self._qmp_path))
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # cancelled while starting: stop the VM once it is up, then re-raise
+            fut.add_done_callback(lambda f: f.exception() is None and f.result().stop())
+            raise
+
+    def __await__(self):
+        return self._start().__await__()
+
+    async def __aenter__(self) -> RunningVM:
+        self._vm = await self._start()
+        return self._vm
+
+    async def __aexit__(self, *exc) -> None:
+        if self._vm is not None:
+            await self._vm.__aexit__(*exc)
+            self._vm = None
+
+
+def launch_async(*, subprocess: bool = False, qmp_path: str | None = None, **kw) -> _AsyncLaunch:
+    """:func:`launch` for asyncio code: ``async with cpuhot.launch_async(...) as vm:``.
+
+    Starting and stopping run in the loop's default executor, so the event loop never
+    blocks; the VM is stopped and its socket removed when the block ends, also on an
+    exception or a cancellation.
+
+    >>> async def main():                                                  # doctest: +SKIP
+    ...     async with cpuhot.launch_async(machine="pseries", smp="2,maxcpus=8") as vm:
+    ...         reader, writer = await asyncio.open_unix_connection(vm.qmp_path)
+    ...         print(await reader.readline())        # the QMP greeting
+    ...         writer.close()
+    """
+    return _AsyncLaunch(build_argv(**kw), subprocess, qmp_path)
+
+
+def _launch_thread(prepared, qmp_path: str, tmpdir, argv=()) -> RunningVM:
     from .qmp.server import QMPServer
     ready = threading.Event()
     state: dict = {}
+    tracer = None
+    if prepared.args is not None and prepared.args.trace_file:
+        from .trace import Tracer
+        tracer = Tracer(prepared.args.trace_file, argv=argv, prog="cpuhot")
 
     def run() -> None:
         async def main() -> None:
-            server = QMPServer(prepared.monitor)
+            server = QMPServer(prepared.monitor, tracer=tracer)
             state["server"] = server
             state["loop"] = asyncio.get_running_loop()
             try:
@@ -129,50 +276,64 @@ def _launch_thread(prepared, qmp_path: str, tmpdir) -> RunningVM:
                     await server.listen(ep)
             except BaseException as e:   # report bind failures to the caller
                 state["error"] = e
+                await server.close()
                 ready.set()
                 return
+            state["stop"] = asyncio.Event()
             ready.set()
-            await server.serve_until_stopped()
-        asyncio.run(main())
+            serving = asyncio.ensure_future(server.serve_until_stopped())
+            await state["stop"].wait()
+            server.request_stop()
+            await serving
+        try:
+            asyncio.run(main())
+        finally:
+            if tracer is not None:
+                tracer.close()
+            ready.set()
 
-    thread = threading.Thread(target=run, name="cpuhot-vm", daemon=True)
+    thread = threading.Thread(target=run, name=f"cpuhot-vm {qmp_path}", daemon=True)
     thread.start()
-    ready.wait(10)
-    if "error" in state:
-        raise state["error"]
+    if not ready.wait(START_TIMEOUT) or "error" in state or "stop" not in state:
+        stop_thread(state, thread)
+        raise state.get("error") or LaunchError(1, "cpuhot: the VM did not start listening\n")
+    return RunningVM(qmp_path, stderr=prepared.stderr, monitor=prepared.monitor,
+                     stop=lambda: stop_thread(state, thread), tmpdir=tmpdir, argv=argv)
 
-    def stop() -> None:
-        loop = state.get("loop")
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(state["server"].request_stop)
-            except RuntimeError:
-                pass
-        thread.join(5)
 
-    return RunningVM(qmp_path, stderr=prepared.stderr, monitor=prepared.monitor, stop=stop, tmpdir=tmpdir)
+def stop_thread(state: dict, thread: threading.Thread) -> None:
+    loop, stop = state.get("loop"), state.get("stop")
+    if loop is not None and stop is not None and not loop.is_closed():
+        try:
+            loop.call_soon_threadsafe(stop.set)
+        except RuntimeError:
+            pass
+    thread.join(10)
 
 
 def _launch_subprocess(argv, qmp_path: str, tmpdir) -> RunningVM:
-    proc = subprocess.Popen([sys.executable, "-m", "cpuhot", "serve", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    errfile = tempfile.TemporaryFile(mode="w+")      # a file, not a pipe: a chatty VM never blocks on it
+    proc = subprocess.Popen([sys.executable, "-m", "cpuhot", "serve", *argv], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=errfile, text=True)
     line = proc.stdout.readline()
     if not line:
-        err = proc.stderr.read()
         code = proc.wait()
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        errfile.seek(0)
+        err = errfile.read()
+        proc.stdout.close()
+        errfile.close()
         raise LaunchError(code, err)
 
     def stop() -> None:
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(5)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         proc.stdout.close()
-        proc.stderr.close()
+        errfile.close()
 
-    return RunningVM(qmp_path, stop=stop, tmpdir=tmpdir, process=proc)
+    errfile.seek(0)
+    return RunningVM(qmp_path, stderr=errfile.read(), stop=stop, tmpdir=tmpdir, process=proc, argv=argv)

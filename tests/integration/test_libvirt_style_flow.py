@@ -46,24 +46,18 @@ async def plug_every_free_slot(path):
         await qmp.disconnect()
 
 
-def test_x86_pc_4_of_16(serve_vm):
-    vm = serve_vm("--smp", "4,maxcpus=16")
-    assert asyncio.run(plug_every_free_slot(vm.path)) == 16
-
-
-def test_pseries_2_of_8(serve_vm):
-    vm = serve_vm("-machine", "pseries", "-smp", "2,maxcpus=8")
-    assert asyncio.run(plug_every_free_slot(vm.path)) == 8
-
-
-def test_pseries_smt4_under_simulated_kvm(serve_vm):
-    vm = serve_vm("-machine", "pseries", "-smp", "4,maxcpus=16,threads=4", "-accel", "kvm")
-    assert asyncio.run(plug_every_free_slot(vm.path)) == 16
-
-
-def test_q35_dies(serve_vm):
-    vm = serve_vm("-machine", "q35", "-smp", "2,maxcpus=16,sockets=2,dies=2,cores=2,threads=2")
-    assert asyncio.run(plug_every_free_slot(vm.path)) == 16
+# the VMs come from cpuhot's pytest plugin (cpuhot_vm, configured by parametrisation), as a subprocess:
+# a separate ``python -m cpuhot serve`` process, as a libvirt-style client meets it
+@pytest.mark.parametrize("cpuhot_vm, plugged", [
+    pytest.param(dict(smp="4,maxcpus=16", subprocess=True), 16, id="x86-pc-4-of-16"),
+    pytest.param(dict(machine="pseries", smp="2,maxcpus=8", subprocess=True), 8, id="pseries-2-of-8"),
+    pytest.param(dict(machine="pseries", smp="4,maxcpus=16,threads=4", accel="kvm", subprocess=True), 16,
+                 id="pseries-smt4-simulated-kvm"),
+    pytest.param(dict(machine="q35", smp="2,maxcpus=16,sockets=2,dies=2,cores=2,threads=2", subprocess=True), 16,
+                 id="q35-dies"),
+], indirect=["cpuhot_vm"])
+def test_plug_every_free_slot(cpuhot_vm, plugged):
+    assert asyncio.run(plug_every_free_slot(cpuhot_vm.qmp_path)) == plugged
 
 
 def test_first_line_is_the_socket(serve_vm):
