@@ -26,7 +26,7 @@ QEMU_OPTIONS = {
     "incoming": True, "daemonize": False, "pidfile": True, "chardev": True, "mon": True,
     "overcommit": True, "rtc": True, "no-shutdown": False, "boot": True, "msg": True, "sandbox": True,
     "global": True, "vga": True, "serial": True, "parallel": True, "monitor": True, "net": True,
-    "nic": True, "no-reboot": False, "no-hpet": False, "usb": False, "audiodev": True, "vnc": True,
+    "nic": True, "no-reboot": False, "no-hpet": False, "no-acpi": False, "enable-fips": False, "usb": False, "audiodev": True, "vnc": True,
     "qmp-pretty": True, "trace": True, "D": True, "d": True, "L": True, "bios": True, "k": True,
     "kernel": True, "initrd": True, "append": True, "drive": True, "blockdev": True, "cdrom": True,
     "hda": True, "snapshot": False, "full-screen": False, "rtc-td-hack": False, "smbios": True,
@@ -34,7 +34,7 @@ QEMU_OPTIONS = {
     "action": True, "preconfig": False,
 }
 #: cpuhot's own options: name -> takes an argument
-CPUHOT_OPTIONS = {"state": True, "vcpu-threads": False, "compat": True, "arch": True, "validate-returns": False, "help": False, "guest": True,
+CPUHOT_OPTIONS = {"state": True, "vcpu-threads": False, "force-kvm": False, "compat": True, "arch": True, "validate-returns": False, "help": False, "guest": True,
                   "seed": True, "clock": True, "trace-file": True, "trace": True}
 
 
@@ -59,6 +59,7 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
     args = ServeArgs(launch=opts)
     arch = default_arch
     guest_given = False
+    force_kvm = False
     i = 0
     while i < len(argv):
         raw = argv[i]
@@ -112,6 +113,8 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             args.state_file = value
         elif name == "vcpu-threads":
             opts.vcpu_threads = True
+        elif name == "force-kvm":
+            force_kvm = True
         elif name == "validate-returns":
             args.validate_returns = True
         elif name == "trace-file":
@@ -131,6 +134,12 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
         elif name == "help":
             raise UsageError("help")
     dropin.finish_parse(args.dropin, opts)
+    opts.no_shutdown = any(a.lstrip("-") == "no-shutdown" for a in argv if a.startswith("-"))
+    if force_kvm:
+        # simulate KVM whatever -accel/-machine accel= say (a libvirt type='qemu' domain passes
+        # -accel tcg, yet a test may want pseries SMT or x86 APIC IDs above 254)
+        opts.accel = "kvm"
+        opts.force_kvm = True
     if arch is None:
         mtype = (opts.machine or "").split(",")[0]
         if mtype.startswith("type="):
@@ -367,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         default_arch = "ppc64"
     elif prog.endswith("x86_64"):
         default_arch = "x86_64"
+    if prog.startswith("cpuhot-system-"):
+        # the drop-in binaries stand in for QEMU under libvirt & co: real vCPU threads by default
+        argv = ["--vcpu-threads", *(argv[1:] if argv[:1] == ["serve"] else argv)]
+        return serve(argv, prog=prog, default_arch=default_arch)
     if argv and argv[0] == "serve":
         return serve(argv[1:], prog=prog, default_arch=default_arch)
     if argv and argv[0] in SUBCOMMANDS:

@@ -51,6 +51,7 @@ class LaunchOptions:
     incoming: str | None = None         # "-incoming URI|defer"
     vcpu_threads: bool = False          # a real parked OS thread per vCPU (its TID is the thread-id)
     no_shutdown: bool = False           # "-no-shutdown"
+    force_kvm: bool = False             # "--force-kvm": simulate KVM whatever -machine accel= says
     seed: int = 0
     clock: str = "real"                 # "real" | "virtual"
 
@@ -119,7 +120,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
         clock = VirtualClock() if opts.clock == "virtual" else RealClock()
     type_name, machine_props = _machine_props(opts.machine)
     machine = find_machine(opts.arch, type_name)
-    accel = machine_props.get("accel", opts.accel).split(":")[0]
+    accel = "kvm" if opts.force_kvm else machine_props.get("accel", opts.accel).split(":")[0]
     opts.accel = accel
     if machine.family == "none":
         return _build_none(opts, machine, clock, guest, thread_id_base, warnings)

@@ -160,22 +160,46 @@ class VirtualMachine:
     def query_hotpluggable_cpus(self) -> list[dict]:
         if not self.machine.hotpluggable_cpus:
             raise GenericError("The feature 'query-hotpluggable-cpus' is not enabled")
+        # Each slot's entry is kept (on the slot) and handed out again while the slot is unchanged:
+        # entries are read-only for callers, and the QMP server caches their encoding by identity.
         show_node = self.props_show_node
         out = []
+        append = out.append
         for slot in reversed(self.slots):
+            cpu = slot.cpu
+            path = cpu.qom_path if cpu is not None else None
+            node = slot.node_id
+            cached = slot.__dict__.get("_qhc_entry")
+            if (cached is not None and cached[0] is cpu and cached[1] == path and cached[2] == node
+                    and cached[3] == show_node):
+                append(cached[4])
+                continue
             entry: dict = {"props": slot.qmp_props(show_node), "vcpus-count": slot.vcpus_count}
-            if slot.cpu is not None:
-                entry["qom-path"] = slot.cpu.qom_path
+            if cpu is not None:
+                entry["qom-path"] = path
             entry["type"] = slot.type
-            out.append(entry)
+            slot._qhc_entry = (cpu, path, node, show_node, entry)
+            append(entry)
         return out
 
     def query_cpus_fast(self) -> list[dict]:
+        # As for query_hotpluggable_cpus: each vCPU's entry is kept (on the vCPU) while it is unchanged.
         show_node = self.props_show_node
         target = self.policy.target
-        return [{"thread-id": v.thread_id, "props": v.device.slot.qmp_props(show_node),
-                 "qom-path": v.qom_path, "cpu-index": v.cpu_index, "target": target}
-                for v in self.vcpus]
+        out = []
+        append = out.append
+        for v in self.vcpus:
+            slot = v.device.slot
+            key = (v.thread_id, v.cpu_index, v.qom_path, slot.node_id, show_node, target, slot)
+            cached = v.__dict__.get("_qcf_entry")
+            if cached is not None and cached[0] == key:
+                append(cached[1])
+                continue
+            entry = {"thread-id": v.thread_id, "props": slot.qmp_props(show_node),
+                     "qom-path": v.qom_path, "cpu-index": v.cpu_index, "target": target}
+            v._qcf_entry = (key, entry)
+            append(entry)
+        return out
 
     def query_cpus(self) -> list[dict]:
         """Legacy ``query-cpus`` (QEMU <= 5.2): vCPUs in cpu-index order."""
@@ -471,6 +495,9 @@ class VirtualMachine:
             # only the CPUs: the board's other devices are not modelled
             children = [(dev.qom_path.rsplit("/", 1)[1], dev) for dev in self._unattached_cpus()]
         else:
+            generic = self._generic_at(path)
+            if generic is not None:
+                return [{"name": "type", "type": "string"}]
             obj, props = self._qom_object(path)
             return [{"name": k, "type": _qom_type_name(v)} for k, v in props.items()]
         out = [{"name": "type", "type": "string"}]
@@ -478,6 +505,12 @@ class VirtualMachine:
             typename = dev.driver if isinstance(dev, GenericDevice) else dev.type
             out.append({"name": name, "type": f"child<{typename}>"})
         return out
+
+    def _generic_at(self, path: str):
+        for d in list(self.peripheral.values()) + list(self.peripheral_anon.values()):
+            if isinstance(d, GenericDevice) and d.qom_path == path:
+                return d
+        return None
 
     def _qom_object(self, path: str):
         for slot in self.slots:
@@ -532,7 +565,7 @@ class VirtualMachine:
         """ACPI power button: a running guest shuts down after its delay (SHUTDOWN guest-shutdown);
         with ``-no-shutdown`` the VM stops in ``shutdown``, otherwise the simulator exits."""
         self.emit("POWERDOWN")
-        if self.guest.present and self.runstate == "running":
+        if self.guest.present and self.guest.effective != "unresponsive" and self.runstate == "running":
             self.timers.call_later(self.guest.mode.delay, self._guest_shutdown)
 
     def _guest_shutdown(self) -> None:

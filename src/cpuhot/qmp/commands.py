@@ -357,3 +357,35 @@ def query_block(ctx):
 @command("query-jobs")
 def query_jobs(ctx):
     return []
+
+
+# -- memory balloon (libvirt sets it when the domain has a virtio balloon) ----------------------
+
+def _balloon(ctx):
+    from ..machine.devices import GenericDevice
+    for d in list(ctx.vm.peripheral.values()) + list(ctx.vm.peripheral_anon.values()):
+        if isinstance(d, GenericDevice) and d.driver.startswith("virtio-balloon"):
+            return d
+    raise DeviceNotActiveError("No balloon device has been activated")
+
+
+class DeviceNotActiveError(GenericError):
+    error_class = "DeviceNotActive"
+
+
+@command("balloon", args=(Arg("value", "int"),))
+def balloon(ctx, value):
+    """Ask the guest's balloon driver for a memory size; a running guest follows at once."""
+    dev = _balloon(ctx)
+    if value <= 0:
+        raise GenericError("Parameter 'value' expects a size")
+    dev.props["_target"] = min(value, ctx.vm.ram_size)
+    if ctx.vm.guest.present and ctx.vm.runstate == "running":
+        dev.props["_actual"] = dev.props["_target"]
+        ctx.vm.emit("BALLOON_CHANGE", {"actual": dev.props["_actual"]})
+
+
+@command("query-balloon")
+def query_balloon(ctx):
+    dev = _balloon(ctx)
+    return {"actual": dev.props.get("_actual", ctx.vm.ram_size)}

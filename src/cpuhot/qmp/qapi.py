@@ -180,7 +180,15 @@ EVENTS = {
     "POWERDOWN": None,
     "MIGRATION": MigrationEventData,
     "MIGRATION_PASS": MigrationPassData,
+    "BALLOON_CHANGE": None,
 }
+
+
+class BalloonChangeData(QAPIModel):
+    actual: int
+
+
+EVENTS["BALLOON_CHANGE"] = BalloonChangeData
 
 
 class ObjectTypeInfo(QAPIModel):
