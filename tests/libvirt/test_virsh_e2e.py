@@ -102,7 +102,11 @@ def cycle(libvirtd, tmp_path, name, *, up, down, step, enable_ids, **domain):
     assert vcpucount_live(name) == down
     hot = qmp(name, '{"execute": "query-cpus-fast"}')
     assert hot.count('"cpu-index"') == down
-    virsh("destroy", name)
+    virsh("shutdown", name)          # system_powerdown; the cooperative guest powers off
+    deadline = time.monotonic() + 20
+    while virsh("domstate", name).stdout.strip() != "shut off":
+        assert time.monotonic() < deadline, "the guest did not shut down"
+        time.sleep(0.2)
     virsh("undefine", name)
 
 
