@@ -119,3 +119,10 @@ def test_numa_props_and_node_check():
     assert add(vm, **{"socket-id": 1, "core-id": 0, "thread-id": 0, "node-id": 0}) == (
         "GenericError", "invalid node-id, must be 1")
     assert add(vm, **{"socket-id": 1, "core-id": 0, "thread-id": 0, "node-id": 1}) is None
+
+
+def test_several_bad_properties_are_reported_in_qemus_qdict_order(vm):
+    # QEMU sets device_add's properties in QDict hash order: core-id, thread-id, ..., socket-id
+    assert add(vm, **{"socket-id": "a", "core-id": "b", "thread-id": "c"}) == (
+        "GenericError", "Parameter 'core-id' expects integer")
+    assert add(vm, **{"socket-id": "a", "thread-id": "c"}) == ("GenericError", "Parameter 'thread-id' expects integer")

@@ -118,6 +118,7 @@ def tcg_feature_warnings(cpu_text: str) -> list[str]:
     return sorted(wanted.values(), key=order)
 
 
+@cache
 def known_plug_types(arch: str) -> frozenset[str]:
     """Every CPU device type ``device_add`` recognises as a driver name on ``arch``."""
     if arch == "x86_64":

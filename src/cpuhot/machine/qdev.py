@@ -69,6 +69,30 @@ INT_RANGES = {
 }
 
 
+QDICT_BUCKET_MAX = 512
+
+
+def qdict_bucket(key: str) -> int:
+    """The bucket QEMU's QDict puts ``key`` in (``tdb_hash(key) % 512``, 32-bit arithmetic)."""
+    raw = key.encode()
+    value = (0x238F13AF * len(raw)) & 0xFFFFFFFF
+    for i, c in enumerate(raw):
+        value = (value + (c << (i * 5 % 24))) & 0xFFFFFFFF
+    return ((1103515243 * value + 12345) & 0xFFFFFFFF) % QDICT_BUCKET_MAX
+
+
+def qdict_order(keys) -> list[str]:
+    """``keys`` in the order QEMU iterates a QDict holding them: by bucket, and within a bucket
+    the last inserted first.  This is the order in which qdev sets device_add's properties, so it
+    decides which of several bad properties QEMU reports (``core-id`` before ``socket-id``).
+
+    >>> qdict_order(["socket-id", "core-id", "thread-id"])
+    ['core-id', 'thread-id', 'socket-id']
+    """
+    keys = list(keys)
+    return sorted(keys, key=lambda k: (qdict_bucket(k), -keys.index(k)))
+
+
 def parse_int_property(name: str, text: str, ctype: str) -> int:
     """Parse one integer property value as the keyval visitor does.
 

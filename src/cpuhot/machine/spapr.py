@@ -8,7 +8,7 @@ qemu-facts section 9 (core-id = slot x threads, cpu-index = core-id + thread).
 from __future__ import annotations
 
 from .errors import ConfigError, GenericError
-from .qdev import parse_int_property
+from .qdev import qdict_order, parse_int_property
 from .slots import CpuSlot
 from .topology import CpuTopology
 
@@ -120,7 +120,8 @@ class SpaprPolicy:
 
     def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool]:
         values: dict[str, int | bool] = {}
-        for key, text in opts.items():
+        for key in qdict_order(opts):
+            text = opts[key]
             if key in ("hotplugged", "hotpluggable"):
                 raise GenericError(f"Property '{driver}.{key}' is not writable")
             if key not in CORE_PROPERTIES:

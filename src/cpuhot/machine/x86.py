@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .cpu_models import tcg_feature_warnings
 from .errors import ConfigError, GenericError
-from .qdev import parse_bool_property, parse_int_property
+from .qdev import qdict_order, parse_bool_property, parse_int_property
 from .slots import CpuSlot
 from .topology import CpuTopology, TopoIds
 
@@ -112,7 +112,8 @@ class X86Policy:
 
     def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool]:
         values: dict[str, int | bool] = {}
-        for key, text in opts.items():
+        for key in qdict_order(opts):
+            text = opts[key]
             if key in ("hotplugged", "hotpluggable"):
                 raise GenericError(f"Property '{driver}.{key}' is not writable")
             if key in X86_CPU_PROPERTIES:

@@ -68,10 +68,8 @@ class MigrationIO:
         check_uri(uri)
         kind, where, port = _split(uri)
         if kind == "unix":
-            if os.path.exists(where):
-                os.unlink(where)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(where)
+            from .server import bind_unix_socket      # 0600; a stale socket is replaced, nothing else
+            return bind_unix_socket(where)
         else:
             sock = socket.socket(socket.AF_INET6 if ":" in where else socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
