@@ -33,32 +33,40 @@ def test_kill_dash_nine_loses_nothing(tmp_path):
     state = str(tmp_path / "vm.state")
     args = ("-S", "-machine", "pseries", "-smp", "2,maxcpus=12", "-accel", "tcg")
     proc, q = start(str(tmp_path), state, *args)
-    expected = view(q)
-    for round_ in range(12):
-        free = [e for e in q.cmd("query-hotpluggable-cpus") if "qom-path" not in e]
-        plugged = [e for e in q.cmd("query-hotpluggable-cpus") if e.get("qom-path", "").startswith("/machine/peri")]
-        if plugged and (not free or rng.random() < 0.4):
-            q.cmd("device_del", {"id": rng.choice(plugged)["qom-path"]})
-        else:
-            e = rng.choice(free)
-            args_ = {"driver": CORE, **e["props"]}
-            if rng.random() < 0.5:
-                args_["id"] = f"c{round_}"
-            q.cmd("device_add", args_)
-        expected = view(q)
-        os.kill(proc.pid, signal.SIGKILL)        # no chance to clean up
+    try:
+        for round_ in range(12):
+            free = [e for e in q.cmd("query-hotpluggable-cpus") if "qom-path" not in e]
+            plugged = [e for e in q.cmd("query-hotpluggable-cpus") if e.get("qom-path", "").startswith("/machine/peri")]
+            if plugged and (not free or rng.random() < 0.4):
+                q.cmd("device_del", {"id": rng.choice(plugged)["qom-path"]})
+            else:
+                e = rng.choice(free)
+                args_ = {"driver": CORE, **e["props"]}
+                if rng.random() < 0.5:
+                    args_["id"] = f"c{round_}"
+                q.cmd("device_add", args_)
+            expected = view(q)
+            q.close()
+            os.kill(proc.pid, signal.SIGKILL)        # no chance to clean up
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+            assert not [f for f in os.listdir(tmp_path) if f.startswith(".cpuhot-state-")], "a torn temp file was left"
+            proc, q = start(str(tmp_path), state, *args)
+            assert view(q) == expected, f"round {round_}: state lost"
+        # the restored VM keeps numbering as if it had never stopped
+        q.cmd("device_add", {"driver": CORE,
+                             **[e for e in q.cmd("query-hotpluggable-cpus") if "qom-path" not in e][0]["props"]})
+        paths = [e["qom-path"] for e in q.cmd("query-hotpluggable-cpus") if "qom-path" in e]
+        assert len(paths) == len(set(paths))
+        assert json.load(open(state))["format"] == "cpuhot-state"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
-        proc.stdout.close(); proc.stderr.close()
-        assert not [f for f in os.listdir(tmp_path) if f.startswith(".cpuhot-state-")], "a torn temp file was left"
-        proc, q = start(str(tmp_path), state, *args)
-        assert view(q) == expected, f"round {round_}: state lost"
-    # the restored VM keeps numbering as if it had never stopped
-    q.cmd("device_add", {"driver": CORE, **[e for e in q.cmd("query-hotpluggable-cpus") if "qom-path" not in e][0]["props"]})
-    paths = [e["qom-path"] for e in q.cmd("query-hotpluggable-cpus") if "qom-path" in e]
-    assert len(paths) == len(set(paths))
-    proc.terminate(); proc.wait()
-    proc.stdout.close(); proc.stderr.close()
-    assert json.load(open(state))["format"] == "cpuhot-state"
+        for f in (proc.stdout, proc.stderr):
+            if not f.closed:
+                f.close()
 
 
 def test_a_corrupt_state_file_is_refused_clearly(tmp_path):
