@@ -9,7 +9,6 @@ from __future__ import annotations
 from ..machine.cpu_models import cpu_definitions
 from ..machine.errors import CommandNotFound, GenericError
 from ..machine.machines import machine_table
-from . import qapi
 from .dispatch import Arg, Registry
 
 COMMANDS = Registry()
@@ -27,19 +26,19 @@ def qmp_capabilities(ctx, enable=None):
     ctx.session.negotiated = True
 
 
-@command("query-hotpluggable-cpus", returns=list[qapi.HotpluggableCPU])
+@command("query-hotpluggable-cpus", returns="list[HotpluggableCPU]")
 def query_hotpluggable_cpus(ctx):
     """One entry per possible CPU slot, highest slot first; ``qom-path`` when occupied."""
     return ctx.vm.query_hotpluggable_cpus()
 
 
-@command("query-cpus-fast", returns=list[qapi.CpuInfoFast])
+@command("query-cpus-fast", returns="list[CpuInfoFast]")
 def query_cpus_fast(ctx):
     """Present vCPUs in creation order."""
     return ctx.vm.query_cpus_fast()
 
 
-@command("query-cpus", returns=list[qapi.CpuInfo])
+@command("query-cpus", returns="list[CpuInfo]")
 def query_cpus(ctx):
     """Legacy (QEMU <= 5.2): present vCPUs in cpu-index order with run state."""
     return ctx.vm.query_cpus()
@@ -63,49 +62,49 @@ def cpu_add(ctx, id):
     ctx.vm.cpu_add(id)
 
 
-@command("query-status", returns=qapi.StatusInfo)
+@command("query-status", returns="StatusInfo")
 def query_status(ctx):
     return ctx.vm.query_status()
 
 
-@command("query-version", returns=qapi.VersionInfo)
+@command("query-version", returns="VersionInfo")
 def query_version(ctx):
     return ctx.monitor.version_info()
 
 
-@command("query-commands", returns=list[qapi.CommandInfo])
+@command("query-commands", returns="list[CommandInfo]")
 def query_commands(ctx):
     return [{"name": n} for n in ctx.monitor.served_commands()]
 
 
-@command("query-target", returns=qapi.TargetInfo)
+@command("query-target", returns="TargetInfo")
 def query_target(ctx):
     return {"arch": ctx.vm.policy.target}
 
 
-@command("query-machines", returns=list[qapi.MachineInfo])
+@command("query-machines", returns="list[MachineInfo]")
 def query_machines(ctx):
     return [m.to_qmp() for m in machine_table(ctx.vm.policy.arch)]
 
 
-@command("query-cpu-definitions", returns=list[qapi.CpuDefinitionInfo])
+@command("query-cpu-definitions", returns="list[CpuDefinitionInfo]")
 def query_cpu_definitions(ctx):
     return [dict(d) for d in cpu_definitions(ctx.vm.policy.arch)]
 
 
-@command("query-kvm", returns=qapi.KvmInfo)
+@command("query-kvm", returns="KvmInfo")
 def query_kvm(ctx):
     kvm = ctx.vm.accel == "kvm"
     # the x86_64 binary always has KVM support built in; ppc64 on an x86 host only when simulated
     return {"enabled": kvm, "present": kvm or ctx.vm.policy.arch == "x86_64"}
 
 
-@command("query-name", returns=qapi.NameInfo)
+@command("query-name", returns="NameInfo")
 def query_name(ctx):
     return {"name": ctx.vm.name} if ctx.vm.name is not None else {}
 
 
-@command("query-uuid", returns=qapi.UuidInfo)
+@command("query-uuid", returns="UuidInfo")
 def query_uuid(ctx):
     return {"UUID": ctx.vm.uuid or "00000000-0000-0000-0000-000000000000"}
 
@@ -306,27 +305,27 @@ def query_qmp_schema(ctx):
 
 
 @command("qom-list-types", args=(Arg("implements", "str", optional=True), Arg("abstract", "bool", optional=True)),
-         returns=list[qapi.ObjectTypeInfo])
+         returns="list[ObjectTypeInfo]")
 def qom_list_types(ctx, implements=None, abstract=False):
     """QOM types cpuhot knows: accelerators, machine types, CPU (and sPAPR core) types, devices."""
     from .typeinfo import list_types
     return list_types(ctx.vm.policy.arch, implements, bool(abstract))
 
 
-@command("device-list-properties", args=(Arg("typename", "str"),), returns=list[qapi.ObjectPropertyInfo])
+@command("device-list-properties", args=(Arg("typename", "str"),), returns="list[ObjectPropertyInfo]")
 def device_list_properties(ctx, typename):
     from .typeinfo import device_properties
     return device_properties(ctx.vm.policy.arch, typename)
 
 
-@command("qom-list-properties", args=(Arg("typename", "str"),), returns=list[qapi.ObjectPropertyInfo])
+@command("qom-list-properties", args=(Arg("typename", "str"),), returns="list[ObjectPropertyInfo]")
 def qom_list_properties(ctx, typename):
     from .typeinfo import object_properties
     return object_properties(ctx.vm.policy.arch, typename)
 
 
 @command("query-command-line-options", args=(Arg("option", "str", optional=True),),
-         returns=list[qapi.CommandLineOptionInfo])
+         returns="list[CommandLineOptionInfo]")
 def query_command_line_options(ctx, option=None):
     """The command-line options cpuhot accepts (parameters are not described)."""
     from ..cli import QEMU_OPTIONS

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..machine.errors import CommandNotFound, GenericError, QMPError
-from . import qapi
+
 
 _JSON_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object",
                     list: "array"}

@@ -121,10 +121,19 @@ class Empty(QAPIModel):
 _ADAPTERS: dict[object, TypeAdapter] = {}
 
 
+def resolve(return_type):
+    """A command's declared return type: a model, or its name as a string (``"list[CpuInfoFast]"``),
+    which keeps pydantic out of the start-up path until a reply is validated or introspected."""
+    if isinstance(return_type, str):
+        return eval(return_type, globals())       # names of this module only
+    return return_type
+
+
 def validate(return_type, value) -> None:
     """Raise ``pydantic.ValidationError`` unless ``value`` is a valid ``return_type``."""
     if return_type is None:
         return
+    return_type = resolve(return_type)
     adapter = _ADAPTERS.get(return_type)
     if adapter is None:
         adapter = _ADAPTERS[return_type] = TypeAdapter(return_type)

@@ -93,7 +93,7 @@ class SchemaBuilder:
             arg = self.add({"name": f"q_obj_{cmd.name}-arg", "meta-type": "object", "members": members})
         else:
             arg = self.empty()
-        ret = self.type_of(cmd.returns) if cmd.returns is not None else self.empty()
+        ret = self.type_of(qapi.resolve(cmd.returns)) if cmd.returns is not None else self.empty()
         entry = {"name": cmd.name, "meta-type": "command", "arg-type": arg, "ret-type": ret}
         if cmd.allow_oob:
             entry["allow-oob"] = True
