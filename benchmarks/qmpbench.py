@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from cpuhot.launch import terminate
+
 BINARIES = {"x86_64": "qemu-system-x86_64", "ppc64": "qemu-system-ppc64"}
 
 
@@ -115,13 +117,7 @@ class Target:
 
     def stop(self) -> None:
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.proc.stderr.close()
 
     def __enter__(self):

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from cpuhot.launch import terminate
+
 
 class ServedVM:
     """A ``python -m cpuhot serve`` subprocess with its QMP socket."""
@@ -24,13 +26,7 @@ class ServedVM:
             raise RuntimeError(f"cpuhot did not start: rc={self.proc.wait()} stderr={err!r}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 5)
         for f in (self.proc.stdout, self.proc.stderr):
             f.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -50,6 +50,17 @@ from .machine.errors import CpuhotError
 START_TIMEOUT = 30.0
 
 
+def terminate(proc: "subprocess.Popen", timeout: float = 10.0) -> int:
+    """SIGTERM a child, SIGKILL it if it has not exited after ``timeout`` seconds; its exit status."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
 class LaunchError(CpuhotError):
     """The VM refused to start; ``stderr`` says why, as QEMU would."""
 
@@ -325,13 +336,7 @@ def _launch_subprocess(argv, qmp_path: str, tmpdir) -> RunningVM:
         raise LaunchError(code, err)
 
     def stop() -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc)
         proc.stdout.close()
         errfile.close()
 

@@ -12,6 +12,8 @@ import tempfile
 
 import pytest
 
+from cpuhot.launch import terminate
+
 from .helpers import Client
 
 
@@ -21,13 +23,7 @@ def serve(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    terminate(proc)
     err = proc.stderr.read()
     proc.stdout.close()
     proc.stderr.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cpuhot.client import QMPClient
+from cpuhot.launch import terminate
 
 BIN = Path(sys.executable).parent
 QEMU = {"x86_64": "qemu-system-x86_64", "ppc64": "qemu-system-ppc64"}
@@ -80,13 +81,7 @@ class Server:
         return QMPClient(f"unix:{self.path}", timeout=timeout)
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         err = self.proc.stderr.read()
         self.proc.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
