@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+for _p in (HERE, HERE.parent.parent / "tools"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 import scenarios as S  # noqa: E402
 
@@ -47,8 +48,19 @@ class RecordError(Exception):
 # --------------------------------------------------------------------------- helpers
 
 
+#: which QEMU release records (``--qemu 5.2|7.2|10.0``): its launcher comes from tools/qemus.py
+QEMU_RELEASE = "7.2"
+ARCH_OF_BINARY = {"qemu-system-x86_64": "x86_64", "qemu-system-ppc64": "ppc64", "qemu-system-s390x": "s390x"}
+
+
+def qemu_argv(binary: str) -> list[str]:
+    """argv prefix that runs ``binary`` (a ``qemu-system-*`` name) of :data:`QEMU_RELEASE`."""
+    import qemus
+    return qemus.launcher(QEMU_RELEASE, ARCH_OF_BINARY[binary])
+
+
 def qemu_version(binary: str) -> str:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(qemu_argv(binary) + ["--version"], capture_output=True, text=True, check=True).stdout
     first = out.splitlines()[0]
     m = re.match(r"QEMU emulator version (.*)$", first)
     return m.group(1).strip() if m else first.strip()
@@ -104,7 +116,7 @@ class VM:
         self.final_stdout = None
 
     def cmdline(self) -> list[str]:
-        return ([self.spec["binary"]] + list(self.spec["prefix"]) + fill_tmp(list(self.spec["args"]), self.tmp)
+        return (qemu_argv(self.spec["binary"]) + list(self.spec["prefix"]) + fill_tmp(list(self.spec["args"]), self.tmp)
                 + ["-qmp", f"unix:{self.sock_path},server=on,wait=off"])
 
     def start(self):
@@ -627,7 +639,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", metavar="NAME_GLOB",
                     help="record only scenarios whose name matches (repeatable)")
-    ap.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default: transcripts/)")
+    ap.add_argument("--out", default=None, help="output directory (default: transcripts/qemu-VERSION/)")
+    ap.add_argument("--qemu", default="7.2", metavar="VERSION",
+                    help="which real QEMU records: 5.2, 7.2 (the host's) or 10.0 (tools/qemus.py)")
     ap.add_argument("--list", action="store_true", help="list scenario names and exit")
     ap.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"),
                     help="compare two transcript directories, ignoring volatile values")
@@ -646,7 +660,9 @@ def main(argv=None) -> int:
         for s in scs:
             print(s["name"])
         return 0
-    out = Path(ns.out)
+    global QEMU_RELEASE
+    QEMU_RELEASE = ns.qemu
+    out = Path(ns.out) if ns.out else DEFAULT_OUT / f"qemu-{ns.qemu}"
     out.mkdir(parents=True, exist_ok=True)
     failures = []
     t_all = time.monotonic()

@@ -22,8 +22,26 @@ from cpuhot.cli import prepare
 from cpuhot.launch import _launch_thread
 
 HERE = Path(__file__).parent
-TRANSCRIPTS = HERE / "transcripts"
-STRICT = ["--compat", "qemu-7.2"]
+#: one corpus per real QEMU release: ``transcripts/qemu-X.Y/`` is replayed against ``--compat qemu-X.Y``
+CORPORA = HERE / "transcripts"
+TRANSCRIPTS = CORPORA / "qemu-7.2"
+DEFAULT_COMPAT = "qemu-7.2"
+
+
+def corpora() -> list[str]:
+    """Names of the recorded corpora (= the profile each is replayed against), e.g. ``qemu-7.2``."""
+    return sorted((p.name for p in CORPORA.iterdir() if p.is_dir() and p.name.startswith("qemu-")),
+                  key=lambda n: tuple(int(x) for x in n.split("-", 1)[1].split(".")))
+
+
+def known_gaps(corpus: str) -> dict[str, str]:
+    """``transcripts/<corpus>/known-gaps.json``: scenario name -> why cpuhot does not match it yet."""
+    f = CORPORA / corpus / "known-gaps.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def scenario_names(corpus: str) -> list[str]:
+    return sorted(p.stem for p in (CORPORA / corpus).glob("*.json") if p.name != "known-gaps.json")
 PLACEHOLDER = "<volatile>"
 
 
@@ -97,7 +115,7 @@ class Client:
         self.sock.close()
 
 
-def replay(transcript: dict, *, quiet_wait: float = 0.05) -> dict:
+def replay(transcript: dict, *, compat: str = DEFAULT_COMPAT, quiet_wait: float = 0.05) -> dict:
     """Replay ``transcript`` against cpuhot; raise :class:`Mismatch` at the first difference.
 
     Returns a small report (how many messages were compared)."""
@@ -111,7 +129,7 @@ def replay(transcript: dict, *, quiet_wait: float = 0.05) -> dict:
 
         for name, spec in transcript["vms"].items():
             prog = spec["binary"]
-            argv = [*spec["prefix"], *subst(spec["args"]), *STRICT,
+            argv = [*spec["prefix"], *subst(spec["args"]), "--compat", compat,
                     "-qmp", f"unix:{tmp}/{name}.sock,server=on,wait=off"]
             prepared = prepare(argv, prog=prog)
             startup = spec["startup"]

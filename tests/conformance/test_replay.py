@@ -1,41 +1,35 @@
-"""Every recorded QEMU 7.2 transcript, replayed against cpuhot ``--compat qemu-7.2``.
+"""Every recorded QEMU transcript, replayed against the profile of its QEMU release.
 
-A scenario cpuhot cannot match yet is listed in ``KNOWN_GAPS`` with the reason (an xfail,
-strict: it turns red when the gap closes so the list stays honest).  Scenarios where QEMU
-itself crashes (tag ``crash``) are replayed up to the crash only: cpuhot must answer instead.
+``transcripts/qemu-X.Y/`` holds what real QEMU X.Y did; each transcript is replayed against
+cpuhot ``--compat qemu-X.Y``.  A scenario cpuhot cannot match yet is listed in that corpus's
+``known-gaps.json`` with the reason (an xfail, strict: it turns red when the gap closes so the list
+stays honest).  Scenarios where QEMU itself crashes (tag ``crash``) are replayed up to the crash
+only: cpuhot must answer instead.
 """
 
 import json
 
 import pytest
 
-from .replay import TRANSCRIPTS, Mismatch, replay
-
-KNOWN_GAPS: dict[str, str] = {
-    "proto-query-commands-x86": "query-commands lists the commands cpuhot serves (the CPU-hotplug surface and "
-                                "what clients need around it), not all 216 of QEMU 7.2's",
-    "proto-query-commands-ppc64": "query-commands lists the commands cpuhot serves, not all 207 of QEMU 7.2's",
-    "coldplug-pc-with-boot-cpus": "qom-list /machine/unattached: cpuhot models the CPUs there, not the ~120 "
-                                  "other board objects (memory regions, IRQs, chipset devices) QEMU lists",
-}
-
-SCENARIOS = sorted(p.stem for p in TRANSCRIPTS.glob("*.json"))
+from .replay import CORPORA, Mismatch, corpora, known_gaps, replay, scenario_names
 
 
 def params():
-    for name in SCENARIOS:
-        marks = []
-        if name in KNOWN_GAPS:
-            marks.append(pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True, raises=Mismatch))
-        yield pytest.param(name, marks=marks, id=name)
+    for corpus in corpora():
+        gaps = known_gaps(corpus)
+        for name in scenario_names(corpus):
+            marks = []
+            if name in gaps:
+                marks.append(pytest.mark.xfail(reason=gaps[name], strict=True, raises=Mismatch))
+            yield pytest.param(corpus, name, marks=marks, id=f"{corpus}/{name}")
 
 
-@pytest.mark.parametrize("name", list(params()))
-def test_replay_matches_qemu(name):
-    transcript = json.loads((TRANSCRIPTS / f"{name}.json").read_text())
+@pytest.mark.parametrize(("corpus", "name"), list(params()))
+def test_replay_matches_qemu(corpus, name):
+    transcript = json.loads((CORPORA / corpus / f"{name}.json").read_text())
     if "crash" in transcript["tags"]:
         transcript = answer_instead_of_crashing(transcript)
-    report = replay(transcript)
+    report = replay(transcript, compat=corpus)
     assert report["compared"] > 0
 
 
@@ -54,16 +48,20 @@ def answer_instead_of_crashing(transcript: dict) -> dict:
     return {**transcript, "vms": vms, "steps": steps[:cut - 1] + tail}
 
 
-def test_corpus_size_and_gap_budget():
-    assert len(SCENARIOS) >= 80
-    assert len(KNOWN_GAPS) < 0.05 * len(SCENARIOS), "more than 5% of the corpus is a known gap"
-    assert set(KNOWN_GAPS) <= set(SCENARIOS), "a known gap names a scenario that does not exist"
+@pytest.mark.parametrize("corpus", corpora())
+def test_corpus_size_and_gap_budget(corpus):
+    names = scenario_names(corpus)
+    gaps = known_gaps(corpus)
+    assert len(names) >= 80
+    assert len(gaps) < 0.05 * len(names), "more than 5% of the corpus is a known gap"
+    assert set(gaps) <= set(names), "a known gap names a scenario that does not exist"
 
 
 def test_the_conformance_report_is_current():
     """docs/CONFORMANCE.md (linked from the README) names exactly today's gaps and corpus size."""
-    report = (TRANSCRIPTS.parent.parent.parent / "docs" / "CONFORMANCE.md").read_text()
-    assert f"of {len(SCENARIOS)} scenarios match" in report
-    for name in KNOWN_GAPS:
+    report = (CORPORA.parent.parent.parent / "docs" / "CONFORMANCE.md").read_text()
+    names, gaps = scenario_names("qemu-7.2"), known_gaps("qemu-7.2")
+    assert f"of {len(names)} scenarios match" in report
+    for name in gaps:
         assert f"`{name}`" in report
-    assert report.count("- `") == len(KNOWN_GAPS)
+    assert report.count("- `") == len(gaps)

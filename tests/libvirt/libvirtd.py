@@ -8,6 +8,7 @@ entries of cpuhot's binaries, and the daemon itself (stopped).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -23,6 +24,11 @@ ACCOUNT_FILES = [Path("/etc/passwd"), Path("/etc/group"), Path("/etc/shadow"), P
 SOCKET = Path("/run/libvirt/libvirt-sock")
 CAPS_CACHE = Path("/var/cache/libvirt/qemu/capabilities")
 #: where libvirtd leaves state; whatever the test run adds under them is removed again
+#: held from configure() to restore(): one libvirt test run at a time on this machine
+LOCK = Path("/run/lock/cpuhot-libvirt-tests.lock")
+#: the first ``virsh version`` after a start waits for libvirtd to probe every qemu-system-* it
+#: finds (about 15 s on a machine where libvirt never probed anything; more on a loaded one)
+PROBE_TIMEOUT = 240.0
 STATE_ROOTS = [Path("/etc/libvirt"), Path("/var/lib/libvirt"), Path("/var/cache/libvirt"),
                Path("/var/log/libvirt"), Path("/run/libvirt")]
 
@@ -74,6 +80,9 @@ class Libvirtd:
 
     # -- system changes, all undone by restore() ---------------------------------------------
     def configure(self) -> None:
+        LOCK.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(LOCK, "w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         self._before = _inventory()
         self._accounts = {}
         if subprocess.run(["getent", "passwd", "libvirt-qemu"], capture_output=True).returncode != 0:
@@ -104,6 +113,10 @@ class Libvirtd:
                     path.unlink()
             except FileNotFoundError:
                 pass
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.close()
+            self._lock = None
 
     def forget_capabilities(self, emulators: list[str]) -> None:
         """Drop libvirt's cached probes of these binaries (the cache is keyed by a hash of the path)."""
@@ -122,9 +135,13 @@ class Libvirtd:
                 raise RuntimeError("a libvirtd is already running on this machine")
         env = dict(os.environ, LIBVIRT_LOG_OUTPUTS=f"1:file:{self.log}", LIBVIRT_LOG_FILTERS="1:qemu 1:libvirt")
         self.proc = subprocess.Popen(["libvirtd"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + PROBE_TIMEOUT
         while time.monotonic() < deadline:
-            r = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, timeout=10)
+            try:
+                r = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True,
+                                   timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                break
             if r.returncode == 0:
                 return
             if self.proc.poll() is not None:
