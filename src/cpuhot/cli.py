@@ -154,6 +154,7 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
         profile = get_profile(args.compat)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    opts.release = profile.release
     opts.cpu_index_rule = profile.cpu_index_rule
     opts.in_order_plug = profile.in_order_plug
     if not guest_given and profile.name != "cpuhot":

@@ -29,6 +29,9 @@ CPUHOT_PREFIX = "x-cpuhot-"
 class Profile:
     name: str
     version: tuple[int, int, int]
+    #: the QEMU release whose machine model, tables and texts this profile uses
+    #: (:data:`cpuhot.machine.release.RELEASES`)
+    release: str = "7.2"
     #: commands this profile leaves out (answered with CommandNotFound)
     without: frozenset[str] = frozenset()
     #: ``slot`` (QEMU 2.8+) or ``count`` (QEMU <= 2.7: the number of CPUs at creation)

@@ -34,6 +34,7 @@ class LaunchOptions:
     """Everything the command line says about the VM (QEMU spellings, unparsed)."""
 
     arch: str = "x86_64"
+    release: str = "7.2"                # which QEMU release (cpuhot.machine.release.RELEASES)
     machine: str | None = None          # "-machine" text: TYPE[,k=v...]
     smp: str | None = None
     cpu: str | None = None
@@ -119,7 +120,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     if clock is None:
         clock = VirtualClock() if opts.clock == "virtual" else RealClock()
     type_name, machine_props = _machine_props(opts.machine)
-    machine = find_machine(opts.arch, type_name)
+    machine = find_machine(opts.arch, type_name, opts.release)
     accel = "kvm" if opts.force_kvm else machine_props.get("accel", opts.accel).split(":")[0]
     opts.accel = accel
     if machine.family == "none":
@@ -172,6 +173,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
                         accel=accel, name=opts.name, uuid=opts.uuid, start_paused=opts.start_paused,
                         clock=clock, thread_id_base=thread_id_base, guest=guest,
                         cpu_index_rule=CpuIndexRule(opts.cpu_index_rule), in_order_plug=opts.in_order_plug)
+    vm.release = opts.release
     vm.set_slots(slots)
     vm.no_shutdown = opts.no_shutdown
     if opts.vcpu_threads:
@@ -204,6 +206,7 @@ def _build_none(opts, machine, clock, guest, thread_id_base, warnings) -> BuiltM
                         ram_size=_memory_size(opts.memory), accel=(opts.accel or "kvm").split(":")[0],
                         name=opts.name, uuid=opts.uuid, start_paused=opts.start_paused, clock=clock,
                         thread_id_base=thread_id_base, guest=guest)
+    vm.release = opts.release
     vm.set_slots([])
     vm.finish_startup()
     return BuiltMachine(vm=vm, warnings=warnings)

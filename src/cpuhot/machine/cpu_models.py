@@ -14,6 +14,7 @@ from functools import cache
 from importlib import resources
 
 from .errors import ConfigError
+from .release import DEFAULT_RELEASE, data_text
 
 #: ppc64 CPU families for which QEMU 7.2 has a ``*-spapr-cpu-core`` type.
 SPAPR_CORE_MODELS = frozenset({
@@ -36,8 +37,8 @@ class CpuModel:
 
 
 @cache
-def cpu_definitions(arch: str) -> tuple[dict, ...]:
-    raw = json.loads(resources.files("cpuhot.machine").joinpath(f"data/cpu-definitions-{arch}.json").read_text())
+def cpu_definitions(arch: str, release: str = DEFAULT_RELEASE) -> tuple[dict, ...]:
+    raw = json.loads(data_text(release, f"cpu-definitions-{arch}.json"))
     return tuple(raw)
 
 

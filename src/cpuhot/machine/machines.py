@@ -12,9 +12,9 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 from .errors import ConfigError
+from .release import DEFAULT_RELEASE, data_text
 
 ARCHES = ("x86_64", "ppc64")
 
@@ -73,9 +73,9 @@ class MachineType:
 
 
 @cache
-def machine_table(arch: str) -> tuple[MachineType, ...]:
-    """All machine types of ``arch`` in QEMU 7.2's ``query-machines`` order."""
-    raw = json.loads(resources.files("cpuhot.machine").joinpath(f"data/machines-{arch}.json").read_text())
+def machine_table(arch: str, release: str = DEFAULT_RELEASE) -> tuple[MachineType, ...]:
+    """All machine types of ``arch`` in ``query-machines`` order of QEMU ``release``."""
+    raw = json.loads(data_text(release, f"machines-{arch}.json"))
     return tuple(
         MachineType(
             name=m["name"], arch=arch, cpu_max=m["cpu-max"], hotpluggable_cpus=m["hotpluggable-cpus"],
@@ -87,23 +87,23 @@ def machine_table(arch: str) -> tuple[MachineType, ...]:
     )
 
 
-def find_machine(arch: str, name: str | None) -> MachineType:
+def find_machine(arch: str, name: str | None, release: str = DEFAULT_RELEASE) -> MachineType:
     """Resolve a ``-machine`` type name or alias; ``None`` gives the default type."""
-    table = machine_table(arch)
+    table = machine_table(arch, release)
     for m in table:
         if (name is None and m.is_default) or (name is not None and name in (m.name, m.alias)):
             return m
     raise ConfigError("unsupported machine type", hints=("Use -machine help to list supported machines",))
 
 
-def arch_of_machine(name: str) -> str | None:
+def arch_of_machine(name: str, release: str = DEFAULT_RELEASE) -> str | None:
     """The target a machine name belongs to (``pc``/``q35`` -> x86_64, ``pseries`` -> ppc64)."""
     for arch in ARCHES:
-        for m in machine_table(arch):
+        for m in machine_table(arch, release):
             if name in (m.name, m.alias) and m.simulated:
                 return arch
     for arch in ARCHES:
-        for m in machine_table(arch):
+        for m in machine_table(arch, release):
             if name in (m.name, m.alias):
                 return arch
     return None

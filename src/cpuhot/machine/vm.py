@@ -42,6 +42,9 @@ class CpuIndexRule:
 
 
 class VirtualMachine:
+    #: the QEMU release modelled (:mod:`cpuhot.machine.release`); set by ``build_machine``
+    release: str = "7.2"
+
     def __init__(self, *, policy, machine, topology, cpu_model, numa_state, ram_size: int,
                  accel: str, name: str | None = None, uuid: str | None = None,
                  start_paused: bool = False, clock=None,

@@ -84,12 +84,12 @@ def query_target(ctx):
 
 @command("query-machines", returns="list[MachineInfo]")
 def query_machines(ctx):
-    return [m.to_qmp() for m in machine_table(ctx.vm.policy.arch)]
+    return [m.to_qmp() for m in machine_table(ctx.vm.policy.arch, ctx.vm.release)]
 
 
 @command("query-cpu-definitions", returns="list[CpuDefinitionInfo]")
 def query_cpu_definitions(ctx):
-    return [dict(d) for d in cpu_definitions(ctx.vm.policy.arch)]
+    return [dict(d) for d in cpu_definitions(ctx.vm.policy.arch, ctx.vm.release)]
 
 
 @command("query-kvm", returns="KvmInfo")
