@@ -56,6 +56,8 @@ LEGACY_COMMANDS = frozenset({"cpu-add", "query-cpus"})
 PROFILES = {
     "cpuhot": Profile("cpuhot", (7, 2, 22), cpuhot_commands=True),
     "qemu-7.2": Profile("qemu-7.2", (7, 2, 22), without=LEGACY_COMMANDS, single_client=True),
+    "qemu-5.2": Profile("qemu-5.2", (5, 2, 0), without=frozenset({"cpu-add"}), single_client=True, release="5.2"),
+    "qemu-10.0": Profile("qemu-10.0", (10, 0, 13), without=LEGACY_COMMANDS, single_client=True, release="10.0"),
     "qemu-5.1": Profile("qemu-5.1", (5, 1, 0), single_client=True),
     "qemu-2.7": Profile("qemu-2.7", (2, 7, 1), without=frozenset({"query-cpus-fast", "migrate-pause"}),
                         cpu_index_rule="count", in_order_plug=True, single_client=True, oob=False),

@@ -654,6 +654,8 @@ def main(argv=None) -> int:
     if dups:
         print(f"duplicate scenario names: {sorted(dups)}", file=sys.stderr)
         return 2
+    # a scenario that only makes sense on some releases says so: "only_versions": ["10.0", ...]
+    scs = [s for s in scs if ns.qemu in s.get("only_versions", [ns.qemu])]
     if ns.only:
         scs = [s for s in scs if any(fnmatch.fnmatchcase(s["name"], g) for g in ns.only)]
     if ns.list:

@@ -192,7 +192,8 @@ def vm(args, binary=X86, prefix=None):
 
 
 def sc(name, description, tags, args=None, steps=(), binary=X86, vms=None, prefix=None,
-       volatile_keys=(), volatile_patterns=()):
+       volatile_keys=(), volatile_patterns=(), only_versions=None):
+    """A scenario; ``only_versions=["10.0"]`` records it only against those QEMU releases."""
     if vms is None:
         vms = {"vm0": vm(args or [], binary, prefix)}
     s = {
@@ -204,6 +205,8 @@ def sc(name, description, tags, args=None, steps=(), binary=X86, vms=None, prefi
         "volatile_keys": VOLATILE + [k for k in volatile_keys if k not in VOLATILE],
         "volatile_patterns": list(volatile_patterns),
     }
+    if only_versions is not None:
+        s["only_versions"] = list(only_versions)
     _SCENARIOS.append(s)
     return s
 

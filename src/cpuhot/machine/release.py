@@ -26,7 +26,9 @@ class Release:
 
 
 RELEASES: dict[str, Release] = {
-    "7.2": Release("7.2", (7, 2, 22)),
+    "5.2": Release("5.2", (5, 2, 0)),       # Debian 11; made exact in the multi-version work
+    "7.2": Release("7.2", (7, 2, 22)),      # Debian 12
+    "10.0": Release("10.0", (10, 0, 13)),   # Debian 13; made exact in the multi-version work
 }
 
 DEFAULT_RELEASE = "7.2"
