@@ -146,8 +146,8 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             mtype = mtype[5:]
         arch = arch_of_machine(mtype) if mtype else None
         arch = arch or "x86_64"
-    if arch not in ("x86_64", "ppc64"):
-        raise UsageError(f"--arch: unknown architecture '{arch}' (x86_64 or ppc64)")
+    if arch not in ("x86_64", "ppc64", "s390x"):
+        raise UsageError(f"--arch: unknown architecture '{arch}' (x86_64, ppc64 or s390x)")
     opts.arch = arch
     from .profiles import get_profile
     try:
@@ -196,6 +196,8 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
     """Parse ``argv`` and build the VM, exactly as ``serve`` would, without any I/O."""
     from .qmp.protocol import Monitor
     from .qmp.server import Endpoint
+    if default_arch is None:
+        default_arch = arch_of_program(prog)
     try:
         args = parse_serve_args(argv, default_arch=default_arch)
     except dropin.DropinError as e:
@@ -344,7 +346,7 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
     return server.exit_code
 
 
-USAGE = """usage: python -m cpuhot serve [QEMU options] [--compat PROFILE] [--arch x86_64|ppc64]
+USAGE = """usage: python -m cpuhot serve [QEMU options] [--compat PROFILE] [--arch x86_64|ppc64|s390x]
 
 Serves a simulated VM's QMP monitor.  QEMU options (single or double dash):
   -machine TYPE[,k=v]  -smp ...  -cpu MODEL  -m SIZE  -object memory-backend-ram,...
@@ -354,7 +356,7 @@ Serves a simulated VM's QMP monitor.  QEMU options (single or double dash):
   -mon chardev=ID,mode=control  -msg timestamp=on  -overcommit  -rtc  -boot  -sandbox  -global
 cpuhot options:
   --compat cpuhot|qemu-7.2   which QEMU to be (default cpuhot: every command)
-  --arch x86_64|ppc64        target when -machine does not say
+  --arch x86_64|ppc64|s390x  target when -machine does not say
   --guest MODE               what the guest does after device_del (cooperative, none, ...)
   --trace FILE               write every QMP exchange as JSON lines (python -m cpuhot replay)
 Other commands: python -m cpuhot replay TRACE --against ADDRESS | show ADDRESS [--svg FILE] [--watch]
@@ -369,12 +371,22 @@ SUBCOMMANDS = {
 }
 
 
+def arch_of_program(prog: str) -> str | None:
+    """``qemu-system-s390x``, ``cpuhot-system-ppc64``, ...: the target a program name says."""
+    for arch in ("x86_64", "ppc64", "s390x"):
+        if prog.endswith(arch):
+            return arch
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = program_name()
     default_arch = None
     if prog.endswith("ppc64"):
         default_arch = "ppc64"
+    elif prog.endswith("s390x"):
+        default_arch = "s390x"
     elif prog.endswith("x86_64"):
         default_arch = "x86_64"
     if prog.startswith("cpuhot-system-"):

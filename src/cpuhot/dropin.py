@@ -705,7 +705,9 @@ def regenerate_data(out_path: str | None = None) -> str:
     types: dict = {}
     for binary, fams in (("qemu-system-x86_64", {"pc": "pc-i440fx-7.2-machine", "q35": "pc-q35-7.2-machine",
                                                  "none": "none-machine"}),
-                         ("qemu-system-ppc64", {"pseries": "pseries-7.2-machine", "none": "none-machine"})):
+                         ("qemu-system-ppc64", {"pseries": "pseries-7.2-machine", "none": "none-machine"}),
+                         ("qemu-system-s390x", {"s390-ccw-virtio": "s390-ccw-virtio-7.2-machine",
+                                                "none": "none-machine"})):
         arch = binary.rsplit("-", 1)[1]
         p, ex, tmp = session(binary, next(iter(fams)))
         try:
@@ -719,8 +721,8 @@ def regenerate_data(out_path: str | None = None) -> str:
             shutil.rmtree(tmp, ignore_errors=True)
     text = "\n".join([
         '"""QEMU 7.2 facts the drop-in command line checks against, recorded from a live QEMU 7.2.22.', '',
-        'Regenerate with ``python -m cpuhot.dropin --regenerate-data`` (needs qemu-system-x86_64 and',
-        'qemu-system-ppc64): ``qom-list-properties`` of each machine type family (links and children left',
+        'Regenerate with ``python -m cpuhot.dropin --regenerate-data`` (needs qemu-system-x86_64,',
+        'qemu-system-ppc64 and qemu-system-s390x): ``qom-list-properties`` of each machine type family (links and children left',
         'out) and ``qom-list-types implements=device abstract=true`` (the classes ``-global`` accepts).', '"""', '',
         'MACHINE_PROPS = ' + pprint.pformat(props, width=110, compact=True), '',
         'DEVICE_TYPES = ' + pprint.pformat(types, width=110, compact=True), ''])

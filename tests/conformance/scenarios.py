@@ -1238,3 +1238,8 @@ migration("mig-pseries-src-extra-core", "pseries: source has hot-plugged core 2,
           dst_fails=True, return_path=True)
 migration("mig-pc-matching-return-path", "pc: matching CPUs with the return-path capability on both sides",
           ["x86", "pc", "return-path"], _PC4, _PC4 + xdev(0, 2, 0, id="hp2"), [cpu(0, 2, 0, id="hp2")], return_path=True)
+
+
+# =========================================================================== s390x (scenarios_s390x.py)
+__import__("importlib").import_module(f"{__package__}.scenarios_s390x" if __package__ else "scenarios_s390x").register(
+    __import__("sys").modules[__name__])

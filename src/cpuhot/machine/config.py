@@ -19,6 +19,9 @@ from .machines import MachineType, find_machine
 from .numa import NumaBuilder, parse_numa_option
 from .options import OptionError, parse_option_string, parse_size
 from .smp import SmpRules, derive_topology, parse_smp
+from .release import get_release
+from .s390x import S390Policy
+from .smp_releases import derive as derive_smp_of_release
 from .spapr import SpaprPolicy
 from .vm import CpuIndexRule, VirtualMachine
 from .x86 import X86Policy
@@ -127,26 +130,28 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
         return _build_none(opts, machine, clock, guest, thread_id_base, warnings)
     if not machine.simulated:
         raise ConfigError(f"cpuhot does not simulate machine type '{machine.name}' "
-                          "(it simulates pc-i440fx-*, pc-q35-* and pseries-*)")
+                          "(it simulates pc-i440fx-*, pc-q35-*, pseries-* and s390-ccw-virtio-*)")
     family = machine.family
     version = machine.version
+    release = get_release(opts.release)
+    s390x = family == "s390-ccw-virtio"
     rules = SmpRules(machine_name=machine.name, max_cpus=machine.cpu_max,
                      dies_supported=family in ("pc", "q35"), clusters_supported=False,
-                     prefer_sockets=version < (6, 2))
-    topology, smp_warnings = derive_topology(parse_smp(opts.smp), rules)
+                     prefer_sockets=version < (6, 2),
+                     books_supported=s390x, drawers_supported=s390x)
+    if s390x:
+        # s390x's -smp follows its release's generic rules (5.2: smp_parse, 10.0: with drawers/books)
+        topology, smp_warnings = derive_smp_of_release(opts.smp, rules, release.smp_rules)
+    else:
+        topology, smp_warnings = derive_topology(parse_smp(opts.smp), rules)
     warnings.extend(smp_warnings)
-    cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type)
+    cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type, opts.release)
     ram_size = _memory_size(opts.memory, PSERIES_DEFAULT_RAM if family == "pseries" else DEFAULT_RAM)
     memdevs = _memory_backends(opts.objects)
 
-    if family == "pseries":
-        if cpu_model.core_type is None:
-            raise ConfigError(f"Unable to find sPAPR CPU Core definition")
-        policy = SpaprPolicy(topology, cpu_model.core_type, accel, version, cpu_model.name,
-                             hotpluggable=machine.hotpluggable_cpus)
-    else:
-        policy = X86Policy(family, topology, cpu_model.cpu_type, accel, machine.cpu_max,
-                           cpu_text=opts.cpu or cpu_model.name)
+    policy = _POLICIES[family](opts, machine, topology, cpu_model, accel, release)
+    if opts.numa and not policy.numa_supported:
+        raise ConfigError("NUMA is not supported by this machine-type", location=f"-numa {opts.numa[0]}")
 
     slots = policy.build_slots()
     numa = NumaBuilder(slots, max_cpus=topology.max_cpus, numa_mem_supported=machine.numa_mem_supported,
@@ -191,6 +196,26 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
         vm.runstate = "inmigrate"
     vm.finish_startup()
     return BuiltMachine(vm=vm, warnings=warnings)
+
+
+def _x86_policy(opts, machine, topology, cpu_model, accel, release):
+    return X86Policy(machine.family, topology, cpu_model.cpu_type, accel, machine.cpu_max,
+                     cpu_text=opts.cpu or cpu_model.name)
+
+
+def _spapr_policy(opts, machine, topology, cpu_model, accel, release):
+    if cpu_model.core_type is None:
+        raise ConfigError("Unable to find sPAPR CPU Core definition")
+    return SpaprPolicy(topology, cpu_model.core_type, accel, machine.version, cpu_model.name,
+                       hotpluggable=machine.hotpluggable_cpus)
+
+
+def _s390x_policy(opts, machine, topology, cpu_model, accel, release):
+    return S390Policy(topology, cpu_model.cpu_type, accel, release, cpu_model.name)
+
+
+#: the CPU policy of each simulated machine family
+_POLICIES = {"pc": _x86_policy, "q35": _x86_policy, "pseries": _spapr_policy, "s390-ccw-virtio": _s390x_policy}
 
 
 def _build_none(opts, machine, clock, guest, thread_id_base, warnings) -> BuiltMachine:

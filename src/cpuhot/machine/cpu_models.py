@@ -46,13 +46,20 @@ def _x86_types() -> dict[str, str]:
     return {d["name"]: d["typename"] for d in cpu_definitions("x86_64")}
 
 
-def resolve_cpu_model(arch: str, text: str | None, default_cpu_type: str | None) -> CpuModel:
+def resolve_cpu_model(arch: str, text: str | None, default_cpu_type: str | None,
+                      release: str = DEFAULT_RELEASE) -> CpuModel:
     """Resolve ``-cpu MODEL[,features]`` (features are accepted and ignored)."""
     if text is None:
         if default_cpu_type is None:
             raise ConfigError("machine has no default CPU type")
         return model_from_type(arch, default_cpu_type)
     name = text.split(",", 1)[0]
+    if arch == "s390x":
+        # s390x model names are exact: qemu, max, z14, z14.2-base, ... (type NAME-s390x-cpu)
+        for d in cpu_definitions(arch, release):
+            if d["name"] == name:
+                return CpuModel(name=name, cpu_type=d["typename"], core_type=None)
+        raise ConfigError(f"unable to find CPU model '{name}'")
     if arch == "x86_64":
         types = _x86_types()
         if name not in types:
@@ -69,6 +76,8 @@ def resolve_cpu_model(arch: str, text: str | None, default_cpu_type: str | None)
 
 
 def model_from_type(arch: str, cpu_type: str) -> CpuModel:
+    if arch == "s390x":
+        return CpuModel(name=cpu_type.removesuffix("-s390x-cpu"), cpu_type=cpu_type, core_type=None)
     if arch == "x86_64":
         return CpuModel(name=cpu_type.removesuffix("-x86_64-cpu"), cpu_type=cpu_type, core_type=None)
     family = cpu_type.removesuffix("-powerpc64-cpu")
@@ -124,4 +133,6 @@ def known_plug_types(arch: str) -> frozenset[str]:
     """Every CPU device type ``device_add`` recognises as a driver name on ``arch``."""
     if arch == "x86_64":
         return frozenset(t for t in _x86_types().values() if t)
+    if arch == "s390x":
+        return frozenset(d["typename"] for d in cpu_definitions(arch) if d["typename"])
     return frozenset(f"{f}-spapr-cpu-core" for f in SPAPR_CORE_MODELS)

@@ -16,7 +16,7 @@ from functools import cache
 from .errors import ConfigError
 from .release import DEFAULT_RELEASE, data_text
 
-ARCHES = ("x86_64", "ppc64")
+ARCHES = ("x86_64", "ppc64", "s390x")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class MachineType:
     deprecated: bool
     numa_mem_supported: bool
     default_ram_id: str | None
+    #: members a release lists that this table does not model (10.0: "acpi"), in QEMU's order
+    extra: tuple = ()
 
     @property
     def family(self) -> str:
@@ -41,6 +43,8 @@ class MachineType:
             return "q35"
         if self.name.startswith("pseries-"):
             return "pseries"
+        if self.name.startswith("s390-ccw-virtio"):
+            return "s390-ccw-virtio"
         if self.name == "none":
             return "none"
         return "other"
@@ -53,7 +57,7 @@ class MachineType:
 
     @property
     def simulated(self) -> bool:
-        return self.family in ("pc", "q35", "pseries")
+        return self.family in ("pc", "q35", "pseries", "s390-ccw-virtio")
 
     def to_qmp(self) -> dict:
         """The entry ``query-machines`` returns for this type."""
@@ -69,7 +73,16 @@ class MachineType:
             d["default-ram-id"] = self.default_ram_id
         if self.alias is not None:
             d["alias"] = self.alias
+        if self.extra:
+            # keep the release's own member order (10.0 puts "acpi" before "cpu-max")
+            order, pairs = self.extra[0]
+            extras = dict(pairs)
+            d = {k: d[k] if k in d else extras[k] for k in order}
         return d
+
+
+_MODELLED = {"hotpluggable-cpus", "name", "numa-mem-supported", "default-cpu-type", "is-default", "cpu-max",
+             "deprecated", "default-ram-id", "alias"}
 
 
 @cache
@@ -82,6 +95,8 @@ def machine_table(arch: str, release: str = DEFAULT_RELEASE) -> tuple[MachineTyp
             default_cpu_type=m.get("default-cpu-type"), alias=m.get("alias"),
             is_default=m.get("is-default", False), deprecated=m["deprecated"],
             numa_mem_supported=m["numa-mem-supported"], default_ram_id=m.get("default-ram-id"),
+            extra=((tuple(m), tuple((k, v) for k, v in m.items() if k not in _MODELLED)),)
+            if set(m) - _MODELLED else (),
         )
         for m in raw
     )

@@ -36,7 +36,7 @@ MAGIC = "cpuhot-migration"
 VERSION = 1
 
 #: the first board section of each machine family (what a different board fails on)
-BOARD_SECTION = {"pc": "i440FX", "q35": "mch", "pseries": "spapr"}
+BOARD_SECTION = {"pc": "i440FX", "q35": "mch", "pseries": "spapr", "s390-ccw-virtio": "s390-skeys"}
 
 MIGRATION_CAPABILITIES = (
     "xbzrle", "rdma-pin-all", "auto-converge", "zero-blocks", "compress", "events", "postcopy-ram",
@@ -95,8 +95,7 @@ def sections(vm) -> list[tuple[str, int, dict]]:
             state = {"qom-path": v.qom_path, "id": device.id, "online": v.online}
             out.append(("cpu_common", v.cpu_index, state))
             out.append(("cpu", v.cpu_index, {"halted": vm.runstate != "running"}))
-        if vm.policy.arch == "x86_64":
-            out.append(("apic", device.slot.arch_id, {}))
+        out.extend(vm.policy.migration_sections(device))
     return out
 
 

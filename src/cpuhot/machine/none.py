@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from .errors import GenericError
 
-TARGETS = {"x86_64": ("x86_64", "x86"), "ppc64": ("ppc64", "ppc")}
+TARGETS = {"x86_64": ("x86_64", "x86"), "ppc64": ("ppc64", "ppc"), "s390x": ("s390x", "s390")}
+ABSTRACT = {"x86_64": ("x86_64-cpu", "device", "cpu"),
+            "ppc64": ("spapr-cpu-core", "cpu-core", "device", "cpu", "powerpc64-cpu"),
+            "s390x": ("s390x-cpu", "cpu", "device")}
 
 
 class NonePolicy:
@@ -14,6 +17,26 @@ class NonePolicy:
         self.arch = arch
         self.target, self.legacy_arch = TARGETS[arch]
         self.topology = None
+        self.abstract_types = ABSTRACT[arch]
+
+    numa_supported = True
+    cpu_add_in_order = False
+
+    def on_run(self, vm) -> None:
+        pass
+
+    def plug_types(self) -> frozenset[str]:
+        from .cpu_models import known_plug_types
+        return known_plug_types(self.arch)
+
+    def unpluggable_models(self) -> frozenset[str]:
+        return frozenset()
+
+    def child_names(self, device) -> set[str]:
+        return set()
+
+    def query_cpus_extra(self, vm, vcpu) -> dict:
+        return {}
 
     def check_config(self) -> None:
         pass

@@ -33,7 +33,7 @@ def format_double(value: float) -> str:
     return "%.17g" % value
 
 
-def opts_from_qmp(arguments: dict) -> tuple[str | None, dict[str, str]]:
+def opts_from_qmp(arguments: dict, check_id: bool = True) -> tuple[str | None, dict[str, str]]:
     """Split QMP ``device_add`` arguments into (id, string options) like ``qemu_opts_from_qdict``.
 
     Raises the id-syntax error QEMU raises before anything else.
@@ -44,7 +44,7 @@ def opts_from_qmp(arguments: dict) -> tuple[str | None, dict[str, str]]:
     ident = arguments.get("id")
     if not isinstance(ident, str):
         ident = None
-    elif not id_wellformed(ident):
+    elif check_id and not id_wellformed(ident):
         raise GenericError("Parameter 'id' expects an identifier")
     opts: dict[str, str] = {}
     for key, value in arguments.items():

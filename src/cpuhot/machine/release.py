@@ -23,12 +23,64 @@ class Release:
     name: str
     #: what the greeting and ``query-version`` say
     version: tuple[int, int, int]
+    # -- fields appended by the s390x work (issue 12); the defaults are QEMU 7.2's behaviour --------
+    #: how ``-smp`` is parsed and derived: "7.2" (machine_parse_smp_config of 7.2), "5.2" (vl.c's
+    #: smp_parse, used by every board but pc), "10.0" (with drawers and books)
+    smp_rules: str = "7.2"
+    #: s390x refuses ``-smp threads>1`` (5.2 takes them and ignores them)
+    s390x_threads_refused: bool = True
+    #: s390x CPUs have socket-id/book-id/drawer-id (and entitlement/dedicated) properties
+    s390x_topology: bool = False
+    #: s390x refuses a CPU model other than the boot CPU's (5.2)
+    s390x_mixed_models_refused: bool = False
+    #: s390x: what TCG says of a model newer than it can emulate (5.2), else the feature list
+    s390x_too_new_text: str | None = None
+    s390x_features_text: str = "Some features requested in the CPU model are not available in the configuration"
+    #: ``query-cpus-fast`` entries still carry the deprecated ``arch`` member (removed in 6.0)
+    query_cpus_fast_arch: bool = False
+    #: device_add of a read-only property (``hotplugged``)
+    readonly_property_text: str = "Property '{driver}.{key}' is not writable"
+    #: device_add's property values go through the string input visitor (5.2, 10.0: a value that
+    #: is no number "expects uint64"/"int64"), or the keyval one (7.2: "expects integer")
+    string_input_visitor: bool = False
+    #: device_add of an abstract type
+    abstract_driver_text: str = "Parameter 'driver' expects a non-abstract device type"
+    #: device_del of a container
+    not_a_device_text: str = "{path} is not a hotpluggable device"
+    #: device_add checks the id's syntax (10.0 takes "bad id" over QMP)
+    device_id_checked: bool = True
+    #: ``query-status`` has ``singlestep`` (gone in 10.0)
+    status_singlestep: bool = True
+
+    def int_error(self, name: str, ctype: str) -> str:
+        """The text for a device property value that is not a number at all."""
+        if self.string_input_visitor:
+            return f"Parameter '{name}' expects {'uint64' if ctype.startswith('u') else 'int64'}"
+        return f"Parameter '{name}' expects integer"
+
+    def parse_int(self, name: str, text: str, ctype: str, parse) -> int:
+        """``parse`` (qdev.parse_int_property) with this release's wording for non-numbers."""
+        try:
+            return parse(name, text, ctype)
+        except Exception as e:
+            if str(getattr(e, "desc", "")).endswith("expects integer"):
+                raise type(e)(self.int_error(name, ctype)) from None
+            raise
 
 
 RELEASES: dict[str, Release] = {
-    "5.2": Release("5.2", (5, 2, 0)),       # Debian 11; made exact in the multi-version work
+    "5.2": Release("5.2", (5, 2, 0), smp_rules="5.2", s390x_threads_refused=False,
+                   s390x_mixed_models_refused=True,
+                   s390x_too_new_text="Selected CPU generation is too new. Maximum supported model in the "
+                                      "configuration: 'z13.2'",
+                   query_cpus_fast_arch=True, readonly_property_text="Insufficient permission to perform this operation",
+                   string_input_visitor=True, abstract_driver_text="Parameter 'driver' expects non-abstract device type"),
     "7.2": Release("7.2", (7, 2, 22)),      # Debian 12
-    "10.0": Release("10.0", (10, 0, 13)),   # Debian 13; made exact in the multi-version work
+    "10.0": Release("10.0", (10, 0, 13), smp_rules="10.0", s390x_topology=True,
+                    s390x_features_text="Some features requested in the CPU model are not available in the current "
+                                        "configuration",
+                    string_input_visitor=True, not_a_device_text="{path} is not a device", device_id_checked=False,
+                    status_singlestep=False),
 }
 
 DEFAULT_RELEASE = "7.2"

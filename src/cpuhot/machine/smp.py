@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .errors import ConfigError
 from .options import OptionError, parse_int, parse_option_string
+from .qdev import qdict_order
 from .topology import CpuTopology
 
 SMP_KEYS = ("cpus", "sockets", "dies", "clusters", "cores", "threads", "maxcpus")
@@ -53,6 +54,9 @@ class SmpRules:
     dies_supported: bool = True
     clusters_supported: bool = False
     prefer_sockets: bool = False
+    #: QEMU 10.0's s390x levels
+    books_supported: bool = False
+    drawers_supported: bool = False
 
 
 def parse_smp(text: str | None) -> SmpConfig:
@@ -68,13 +72,18 @@ def parse_smp(text: str | None) -> SmpConfig:
     except OptionError as e:
         raise ConfigError(str(e)) from None
     values: dict[str, int] = {}
-    for key, raw in pairs:
+    given = dict(pairs)
+    # the visitor reads the members in SMPConfiguration's order, then complains about the first
+    # key left over in QDict order
+    for key in SMP_KEYS:
+        if key in given:
+            try:
+                values[key] = parse_int(given[key])
+            except ValueError:
+                raise ConfigError(f"Parameter 'smp.{key}' expects integer") from None
+    for key in qdict_order(given):
         if key not in SMP_KEYS:
             raise ConfigError(f"Parameter 'smp.{key}' is unexpected")
-        try:
-            values[key] = parse_int(raw)
-        except ValueError:
-            raise ConfigError(f"Parameter 'smp.{key}' expects integer") from None
     return SmpConfig(**values)
 
 

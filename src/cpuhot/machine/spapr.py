@@ -7,6 +7,7 @@ qemu-facts section 9 (core-id = slot x threads, cpu-index = core-id + thread).
 
 from __future__ import annotations
 
+from .cpu_models import cpu_definitions, known_plug_types
 from .errors import ConfigError, GenericError
 from .qdev import qdict_order, parse_int_property
 from .slots import CpuSlot
@@ -21,6 +22,10 @@ class SpaprPolicy:
     arch = "ppc64"
     target = "ppc64"
     legacy_arch = "ppc"
+    abstract_types = ("spapr-cpu-core", "cpu-core", "device", "cpu", "powerpc64-cpu")
+    numa_supported = True
+    #: the 2016 RFC's cpu-add follows the plug-order rule like device_add
+    cpu_add_in_order = True
 
     def __init__(self, topology: CpuTopology, core_type: str, accel: str, machine_version: tuple[int, ...],
                  cpu_family: str, hotpluggable: bool):
@@ -68,6 +73,9 @@ class SpaprPolicy:
     def realize_warnings(self) -> list[str]:
         return []
 
+    def on_run(self, vm) -> None:
+        """SLOF idles without a guest: nothing happens."""
+
     def on_reset(self, vm) -> None:
         """``spapr_drc_reset``: a pending unplug completes; every other core is configured."""
         for slot in vm.slots:
@@ -109,6 +117,29 @@ class SpaprPolicy:
 
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index + i, f"{device_path}/thread[{i}]") for i in range(slot.vcpus_count)]
+
+    def child_names(self, device) -> set[str]:
+        """Children of a core that device_del could name: its threads."""
+        return {f"thread[{i}]" for i in range(len(device.vcpus))}
+
+    def plug_types(self) -> frozenset[str]:
+        return known_plug_types(self.arch)
+
+    def unpluggable_models(self) -> frozenset[str]:
+        """The thread types: real CPU types, but not what pseries plugs."""
+        return frozenset(d["typename"] for d in cpu_definitions(self.arch) if d["typename"])
+
+    def query_cpus_extra(self, vm, vcpu) -> dict:
+        return {"nip": 0x100}
+
+    def device_props(self, slot: CpuSlot, common: dict, device=None) -> dict:
+        return {**common, "core-id": slot.arch_id, "nr-threads": slot.vcpus_count}
+
+    def guest_eject(self, vm, device) -> None:
+        vm.guest.eject(vm, device)
+
+    def migration_sections(self, device) -> list[tuple[str, int, dict]]:
+        return []
 
     def thread_children(self) -> tuple[str, ...]:
         """Per-thread interrupt presenters, in the order QEMU deletes them."""

@@ -37,6 +37,9 @@ class CpuTopology:
     cores: int
     threads: int
     max_cpus: int
+    #: s390x (QEMU 10.0): the levels above sockets; 1 elsewhere
+    books: int = 1
+    drawers: int = 1
 
     # -- x86 slot and APIC arithmetic ---------------------------------------
     def ids_from_index(self, index: int) -> TopoIds:

@@ -25,10 +25,8 @@ from .clock import RealClock, Timers
 from .guest import Guest
 from .migration import MigrationState
 from .qdev import opts_from_qmp
+from .release import get_release
 from .slots import CpuDevice, CpuSlot, VCpu
-
-ABSTRACT_TYPES = {"x86_64": ("x86_64-cpu", "device", "cpu"), "ppc64": ("spapr-cpu-core", "cpu-core", "device", "cpu", "powerpc64-cpu")}
-
 
 @dataclass
 class CpuIndexRule:
@@ -104,6 +102,11 @@ class VirtualMachine:
         return self._slot_by_arch.get(arch_id)
 
     @property
+    def release_info(self):
+        """The :class:`~cpuhot.machine.release.Release` of :attr:`release`."""
+        return get_release(self.release)
+
+    @property
     def numa_enabled(self) -> bool:
         return self.numa_state is not None and self.numa_state.num_nodes > 0
 
@@ -126,6 +129,7 @@ class VirtualMachine:
         self.machine_ready = True
         if self.runstate == "running":
             self.guest.on_run(self)
+            self.policy.on_run(self)
 
     # -- time ------------------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -195,11 +199,15 @@ class VirtualMachine:
             slot = v.device.slot
             key = (v.thread_id, v.cpu_index, v.qom_path, slot.node_id, show_node, target, slot)
             cached = v.__dict__.get("_qcf_entry")
-            if cached is not None and cached[0] == key:
+            if cached is not None and cached[0] is not None and cached[0] == key:
                 append(cached[1])
                 continue
             entry = {"thread-id": v.thread_id, "props": slot.qmp_props(show_node),
                      "qom-path": v.qom_path, "cpu-index": v.cpu_index, "target": target}
+            fast_entry = getattr(self.policy, "fast_entry", None)
+            if fast_entry is not None:
+                entry = fast_entry(self, v, entry)
+                key = None        # cpu-state follows the run state: not cached
             v._qcf_entry = (key, entry)
             append(entry)
         return out
@@ -213,20 +221,19 @@ class VirtualMachine:
         for i, v in enumerate(sorted(self.vcpus, key=lambda v: v.cpu_index)):
             entry = {"CPU": v.cpu_index, "current": i == 0, "halted": halted, "qom_path": v.qom_path,
                      "thread_id": v.thread_id, "props": v.device.slot.qmp_props(show_node), "arch": arch}
-            if arch == "x86":
-                entry["pc"] = 0xFFFFFFF0
-            else:
-                entry["nip"] = 0x100
+            entry.update(self.policy.query_cpus_extra(self, v))
             out.append(entry)
         return out
 
     def query_status(self) -> dict:
+        if not self.release_info.status_singlestep:
+            return {"status": self.runstate, "running": self.runstate == "running"}
         return {"status": self.runstate, "singlestep": False, "running": self.runstate == "running"}
 
     # -- device_add ----------------------------------------------------------
     def device_add(self, arguments: dict) -> None:
         """QEMU 7.2's ``qmp_device_add`` for CPU devices, check for check."""
-        ident, opts = opts_from_qmp(arguments)
+        ident, opts = opts_from_qmp(arguments, check_id=self.release_info.device_id_checked)
         driver = opts.pop("driver", None)
         if driver is None:
             raise GenericError("Parameter 'driver' is missing")
@@ -265,13 +272,11 @@ class VirtualMachine:
         self._register(GenericDevice(driver, ident, path, props), ident, anon)
 
     def _check_driver(self, driver: str) -> None:
-        arch = self.policy.arch
-        from .cpu_models import cpu_definitions, known_plug_types
-        if driver in known_plug_types(arch):
+        if driver in self.policy.plug_types():
             return
-        if driver in ABSTRACT_TYPES[arch]:
-            raise GenericError("Parameter 'driver' expects a non-abstract device type")
-        if arch == "ppc64" and any(d["typename"] == driver for d in cpu_definitions(arch)):
+        if driver in self.policy.abstract_types:
+            raise GenericError(self.release_info.abstract_driver_text)
+        if driver in self.policy.unpluggable_models():
             raise GenericError("Parameter 'driver' expects a pluggable device type")
         raise GenericError(f"'{driver}' is not a valid device model name")
 
@@ -280,6 +285,7 @@ class VirtualMachine:
         "q35": {"pcie.0": "PCIE", "isa.0": "ISA", "main-system-bus": "System", "ide.0": "IDE", "ide.1": "IDE",
                 "ide.2": "IDE", "ide.3": "IDE", "ide.4": "IDE", "ide.5": "IDE"},
         "pseries": {"pci.0": "PCI", "spapr-vio": "spapr-vio-bus", "main-system-bus": "System"},
+        "s390-ccw-virtio": {"virtual-css": "virtual-css-bus", "main-system-bus": "System"},
     }
 
     def _check_bus(self, driver: str, bus: str) -> None:
@@ -296,6 +302,9 @@ class VirtualMachine:
         slot = self.policy.pre_plug(self, driver, values, hotplugged)
         self.check_plug_order(slot)
         device = self._attach(slot, path, ident, hotplugged=hotplugged)
+        configure = getattr(self.policy, "configure_device", None)
+        if configure is not None:
+            configure(device, values)
         self._register(device, ident, anon)
         return device
 
@@ -367,7 +376,7 @@ class VirtualMachine:
     def cpu_add(self, cpu_id: int) -> None:
         """Legacy ``cpu-add`` (QEMU <= 5.1; the 2016 RFC on sPAPR): an unattached CPU, no id."""
         slot = self.policy.cpu_add_slot(self, cpu_id)
-        if self.policy.arch == "ppc64":
+        if self.policy.cpu_add_in_order:
             self.check_plug_order(slot)
         path = f"/machine/unattached/device[{self.unattached_counter}]"
         self.unattached_counter += 1
@@ -415,7 +424,7 @@ class VirtualMachine:
         containers = {(), ("machine",), ("machine", "peripheral"), ("machine", "peripheral-anon"),
                       ("machine", "unattached")}
         if tuple(parts) in containers:
-            raise GenericError(f"{ident} is not a hotpluggable device")
+            raise GenericError(self.release_info.not_a_device_text.format(path=ident))
         if len(parts) >= 3 and parts[0] == "machine":
             where, name, rest = parts[1], parts[2], parts[3:]
             if where == "peripheral" and name in self.peripheral:
@@ -444,10 +453,9 @@ class VirtualMachine:
             return device
         # A child of a CPU (its lapic, a core's thread, a thread's interrupt presenter):
         # QEMU 7.2 aborts on an assertion here; a simulator answers instead.
-        children = {"lapic"} if self.policy.arch == "x86_64" else {
-            f"thread[{i}]" for i in range(len(device.vcpus))}
+        children = self.policy.child_names(device)
         if rest[0] in children and (len(rest) == 1 or (
-                len(rest) == 2 and self.policy.arch == "ppc64" and rest[1] in self.policy.thread_children())):
+                len(rest) == 2 and rest[1] in self.policy.thread_children())):
             raise GenericError(f"Device '{ident}' is part of CPU '{device.qom_path}' and cannot be "
                                "unplugged on its own (QEMU 7.2 aborts here)")
         raise DeviceNotFound(f"Device '{ident}' not found")
@@ -470,13 +478,7 @@ class VirtualMachine:
             raise GenericError(f"{ident} is not a CPU")
         if device.slot.index == 0:
             raise GenericError("Boot CPU is unpluggable")
-        if self.policy.arch == "x86_64":
-            slot = str(device.slot.index)
-            self.guest.eject(self, device)
-            self.emit("ACPI_DEVICE_OST", {"info": {"source": 0x103, "status": 0, "slot": slot,
-                                                   "slot-type": "CPU"}})
-        else:
-            self.guest.eject(self, device)
+        self.policy.guest_eject(self, device)
 
     # -- QOM properties ------------------------------------------------------------
     def qom_get(self, path: str, prop: str):
@@ -532,11 +534,7 @@ class VirtualMachine:
         slot = dev.slot
         common = {"type": slot.type, "realized": True, "hotpluggable": True, "hotplugged": dev.hotplugged,
                   "node-id": slot.node_id if slot.node_id is not None else -1}
-        if self.policy.arch == "x86_64":
-            p = slot.props
-            return {**common, "apic-id": slot.arch_id, "socket-id": p["socket-id"], "die-id": p.get("die-id", 0),
-                    "core-id": p["core-id"], "thread-id": p["thread-id"]}
-        return {**common, "core-id": slot.arch_id, "nr-threads": slot.vcpus_count}
+        return self.policy.device_props(slot, common, dev)
 
     # -- run state ---------------------------------------------------------------
     def cont(self) -> None:
@@ -549,6 +547,7 @@ class VirtualMachine:
         self.emit("RESUME")
         self.runstate = "running"
         self.guest.on_run(self)
+        self.policy.on_run(self)
 
     def stop(self) -> None:
         if self.runstate == "running":

@@ -6,7 +6,7 @@ and the facts recorded from a real 7.2 (see ``tests/conformance``).
 
 from __future__ import annotations
 
-from .cpu_models import tcg_feature_warnings
+from .cpu_models import known_plug_types, tcg_feature_warnings
 from .errors import ConfigError, GenericError
 from .qdev import qdict_order, parse_bool_property, parse_int_property
 from .slots import CpuSlot
@@ -32,6 +32,9 @@ class X86Policy:
     arch = "x86_64"
     target = "x86_64"
     legacy_arch = "x86"
+    abstract_types = ("x86_64-cpu", "device", "cpu")
+    numa_supported = True
+    cpu_add_in_order = False
 
     def __init__(self, family: str, topology: CpuTopology, cpu_type: str, accel: str, cpu_max: int,
                  cpu_text: str = "qemu64"):
@@ -59,6 +62,9 @@ class X86Policy:
 
     def on_reset(self, vm) -> None:
         """ACPI CPU hotplug keeps its state over a reset; nothing to do."""
+
+    def on_run(self, vm) -> None:
+        """Firmware runs (or idles) without a guest: nothing happens."""
 
     def realize_warnings(self) -> list[str]:
         """TCG's complaints about CPUID features it cannot provide, printed per CPU realised."""
@@ -105,6 +111,29 @@ class X86Policy:
 
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index, device_path)]
+
+    def child_names(self, device) -> set[str]:
+        """Children of a CPU device that device_del could name: its local APIC."""
+        return {"lapic"}
+
+    def thread_children(self) -> tuple[str, ...]:
+        return ()
+
+    def plug_types(self) -> frozenset[str]:
+        return known_plug_types(self.arch)
+
+    def unpluggable_models(self) -> frozenset[str]:
+        return frozenset()
+
+    # -- queries ----------------------------------------------------------------
+    def query_cpus_extra(self, vm, vcpu) -> dict:
+        """Legacy ``query-cpus``: the reset vector as ``pc``."""
+        return {"pc": 0xFFFFFFF0}
+
+    def device_props(self, slot: CpuSlot, common: dict, device=None) -> dict:
+        p = slot.props
+        return {**common, "apic-id": slot.arch_id, "socket-id": p["socket-id"], "die-id": p.get("die-id", 0),
+                "core-id": p["core-id"], "thread-id": p["thread-id"]}
 
     # -- device_add ----------------------------------------------------------
     def property_types(self) -> dict[str, str]:
@@ -167,6 +196,16 @@ class X86Policy:
         if device.slot.index == 0:
             raise GenericError("Boot CPU is unpluggable")
         vm.guest.x86_unplug_request(vm, device)
+
+    def guest_eject(self, vm, device) -> None:
+        """The guest ejects the CPU and reports success through ACPI _OST."""
+        slot = str(device.slot.index)
+        vm.guest.eject(vm, device)
+        vm.emit("ACPI_DEVICE_OST", {"info": {"source": 0x103, "status": 0, "slot": slot, "slot-type": "CPU"}})
+
+    def migration_sections(self, device) -> list[tuple[str, int, dict]]:
+        """The local APIC's vmstate, instance = APIC ID."""
+        return [("apic", device.slot.arch_id, {})]
 
     def deleted_events(self, device) -> list[dict]:
         """DEVICE_DELETED data when the guest has ejected an x86 CPU: its local APIC, then the CPU."""

@@ -621,6 +621,10 @@ class QMPServer:
                 self.deliver(out)
             finally:
                 self.uncork()
+        if self.monitor.vm.exit_requested:
+            # the guest powered the machine off (no -no-shutdown): QEMU's process ends
+            self.request_stop()
+            return
         self.model_changed()
 
 

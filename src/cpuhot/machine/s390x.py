@@ -1,0 +1,279 @@
+"""s390x (s390-ccw-virtio) CPU policy: one slot per core, ``core-id`` = slot = cpu-index, no unplug.
+
+Observed on QEMU 5.2, 7.2 and 10.0 under TCG with no guest (``tests/conformance/transcripts/qemu-*/s390x-*``):
+
+* one possible CPU per core, ``props {"core-id": N}``; 10.0 adds ``socket-id``, ``book-id`` and
+  ``drawer-id``, derived from the core-id by the ``-smp`` drawers/books/sockets/cores layout
+  (``s390_possible_cpu_arch_ids``); ``vcpus-count`` 1, type = the ``-cpu`` model's type;
+* boot CPUs at ``/machine/unattached/device[k]``; ``query-cpus-fast`` entries carry ``cpu-state``:
+  ``operating`` for the IPL CPU (CPU 0), ``stopped`` for every other one, whatever the run state,
+  because no guest code ever starts them (5.2 also has the deprecated ``"arch": "s390"``);
+* ``device_add`` (``s390_cpu_realize``): the CPU model is checked first (features TCG lacks; 5.2:
+  mixed models, generations newer than its TCG maximum), then the core-id (``maximum core-id``,
+  then ``it already exists``); only ``core-id`` (uint32) is a topology property before 10.0;
+* ``device_del`` of any CPU: ``CPU hot unplug not supported on this machine``;
+* ``-smp threads>1`` refused (7.2, 10.0: ``S390 does not support more than 1 threads.``), NUMA refused;
+* ``cont`` with no guest code: the CPU loads a disabled-wait PSW, so QEMU reports
+  ``GUEST_PANICKED`` (``disabled-wait``) and then pauses (``-no-shutdown``) or powers off.
+
+10.0's CPU topology (``entitlement``/``dedicated``, ``set-cpu-topology``,
+``query-s390x-cpu-polarization``, ``CPU_POLARIZATION_CHANGE``) only exists with KVM's
+topology facility; under TCG 10.0 accepts the properties and ignores them (observed).  What cpuhot does
+when it simulates KVM (``--force-kvm``) follows QEMU's documentation (docs/devel/s390-cpu-topology.rst,
+docs/system/s390x/cpu-topology.rst) and is marked *documented* below.
+"""
+
+from __future__ import annotations
+
+from .cpu_models import cpu_definitions
+from .errors import ConfigError, GenericError
+from .qdev import parse_bool_property, parse_int_property, qdict_order
+from .slots import CpuSlot
+from .topology import CpuTopology
+
+#: the PSW QEMU reports for the disabled wait of a CPU with no guest code (observed, all releases)
+DISABLED_WAIT_INFO = {"core": 0, "psw-addr": 0, "reason": "disabled-wait", "psw-mask": 562956395872256,
+                      "type": "s390"}
+#: seconds from ``cont`` to the disabled-wait panic (QEMU: a few milliseconds)
+PANIC_DELAY = 0.002
+
+#: ``S390CpuEntitlement`` (qapi/machine-s390x.json of 10.0)
+ENTITLEMENTS = ("auto", "low", "medium", "high")
+#: s390x CPU warnings at realize per release and model (observed: 5.2's ``-cpu max``)
+REALIZE_WARNINGS = {
+    ("5.2", "max"): ("warning: 'msa5-base' requires 'kimd-sha-512'.",
+                     "warning: 'msa5-base' requires 'klmd-sha-512'."),
+}
+#: models 5.2's TCG refuses as too new (its maximum is z13.2; inferred from the refusal of z14-s390x-cpu)
+TOO_NEW_FOR_5_2 = ("z14", "z15", "z16", "gen15", "gen16", "gen17")
+
+
+class S390Policy:
+    """One slot per core; arch id = core-id = cpu-index."""
+
+    arch = "s390x"
+    target = "s390x"
+    legacy_arch = "s390"
+    abstract_types = ("s390x-cpu", "cpu", "device")
+    numa_supported = False
+    cpu_add_in_order = False
+
+    def __init__(self, topology: CpuTopology, cpu_type: str, accel: str, release, model_name: str):
+        self.topology = topology
+        self.cpu_type = cpu_type
+        self.accel = accel
+        self.release = release
+        self.model_name = model_name
+        self._unavailable = {d["typename"]: d.get("unavailable-features", [])
+                             for d in cpu_definitions("s390x", release.name)}
+        #: 10.0 topology: the polarization (``horizontal``/``vertical``), set by the guest (documented)
+        self.polarization = "horizontal"
+
+    # -- start-up ------------------------------------------------------------
+    def check_config(self) -> None:
+        if self.topology.threads > 1 and self.release.s390x_threads_refused:
+            raise ConfigError("S390 does not support more than 1 threads.")
+        try:
+            self._check_model(self.cpu_type)
+        except GenericError as e:
+            raise ConfigError(e.desc) from None
+
+    def startup_warnings(self, cpu_model_name: str) -> list[str]:
+        return []
+
+    def reset_warnings(self, cpu_model_name: str) -> list[str]:
+        return []
+
+    def realize_warnings(self) -> list[str]:
+        return list(REALIZE_WARNINGS.get((self.release.name, self.model_name), ()))
+
+    def on_reset(self, vm) -> None:
+        """Nothing to complete: s390x never unplugs."""
+
+    def on_run(self, vm) -> None:
+        """No guest code: the IPL CPU enters a disabled wait and QEMU declares a guest panic."""
+        if not vm.guest.present:
+            vm.timers.call_later(PANIC_DELAY, lambda: _disabled_wait(vm))
+
+    def build_slots(self) -> list[CpuSlot]:
+        t = self.topology
+        slots = []
+        for i in range(t.max_cpus):
+            props = {"core-id": i}
+            if self.release.s390x_topology:
+                props.update(self.topology_ids(i))
+            slots.append(CpuSlot(index=i, props=props, arch_id=i, vcpus_count=1, type=self.cpu_type,
+                                 first_cpu_index=i))
+        return slots
+
+    def topology_ids(self, core_id: int) -> dict[str, int]:
+        """10.0's ``s390_std_socket/book/drawer``: the ids a core-id has in the -smp layout
+        (observed: ``props`` order core-id, socket-id, drawer-id, book-id)."""
+        t = self.topology
+        per_socket = t.cores * t.threads
+        books = getattr(t, "books", 1)
+        drawers = getattr(t, "drawers", 1)
+        return {"socket-id": core_id // per_socket % t.sockets,
+                "drawer-id": core_id // (per_socket * t.sockets * books) % drawers,
+                "book-id": core_id // (per_socket * t.sockets) % books}
+
+    def default_node(self, slot: CpuSlot, num_nodes: int) -> int:
+        return 0
+
+    def describe_slot(self, slot: CpuSlot) -> str:
+        return f"core-id: {slot.props['core-id']}"
+
+    # -- QOM naming ----------------------------------------------------------
+    def boot_qom_path(self, k: int) -> str:
+        return f"/machine/unattached/device[{k}]"
+
+    def board_unattached_count(self, boot_cpus: int) -> int:
+        """The boot CPUs, then the board's own devices (inferred: QEMU 5.1's cpu-add is not
+        observable; a CPU it added took the next free ``device[N]``)."""
+        return boot_cpus
+
+    def unattached_kind(self, n: int, boot_cpus: int) -> str | None:
+        return None
+
+    def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
+        return [(slot.first_cpu_index, device_path)]
+
+    def child_names(self, device) -> set[str]:
+        return set()
+
+    def thread_children(self) -> tuple[str, ...]:
+        return ()
+
+    def plug_types(self) -> frozenset[str]:
+        return frozenset(t for t in self._unavailable if t)
+
+    def unpluggable_models(self) -> frozenset[str]:
+        return frozenset()
+
+    # -- queries ----------------------------------------------------------------
+    def cpu_state(self, vm, vcpu) -> str:
+        """``operating`` for the IPL CPU; the others stay ``stopped`` until a guest starts them
+        (SIGP): a simulated guest starts each vCPU it has online (inferred)."""
+        if vcpu.cpu_index == 0 and not vcpu.device.hotplugged:
+            return "operating"
+        if vm.guest.present and vm.guest.booted and vcpu.online:
+            return "operating"
+        return "stopped"
+
+    def fast_entry(self, vm, vcpu, entry: dict) -> dict:
+        """``query-cpus-fast``: ``cpu-state`` after ``props`` (5.2: ``arch`` first)."""
+        out = {"arch": "s390"} if vm.release_info.query_cpus_fast_arch else {}
+        for k, v in entry.items():
+            out[k] = v
+            if k == "props":
+                out["cpu-state"] = self.cpu_state(vm, vcpu)
+        return out
+
+    def query_cpus_extra(self, vm, vcpu) -> dict:
+        """Legacy ``query-cpus`` (5.2): ``"arch": "s390"`` and ``cpu-state``."""
+        return {"cpu-state": self.cpu_state(vm, vcpu)}
+
+    def device_props(self, slot: CpuSlot, common: dict, device=None) -> dict:
+        props = {**common, "core-id": slot.arch_id}
+        props.pop("node-id", None)
+        if self.release.s390x_topology:
+            ids = self.topology_ids(slot.arch_id)
+            props.update({"socket-id": ids["socket-id"], "book-id": ids["book-id"],
+                          "drawer-id": ids["drawer-id"],
+                          "entitlement": getattr(device, "entitlement", "auto") if device else "auto",
+                          "dedicated": bool(getattr(device, "dedicated", False)) if device else False})
+        return props
+
+    # -- device_add ----------------------------------------------------------
+    def property_types(self) -> dict[str, str]:
+        types = {"core-id": "uint32_t"}
+        if self.release.s390x_topology:
+            types.update({"socket-id": "int32_t", "book-id": "int32_t", "drawer-id": "int32_t"})
+        return types
+
+    def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool | str]:
+        types = self.property_types()
+        values: dict[str, int | bool | str] = {}
+        for key in qdict_order(opts):
+            text = opts[key]
+            if key in ("hotplugged", "hotpluggable"):
+                raise GenericError(self.release.readonly_property_text.format(driver=driver, key=key))
+            if key in types:
+                values[key] = self.release.parse_int(key, text, types[key], parse_int_property)
+            elif key == "dedicated" and self.release.s390x_topology:
+                values[key] = parse_bool_property(key, text)
+            elif key == "entitlement" and self.release.s390x_topology:
+                if text not in ENTITLEMENTS:
+                    raise GenericError(f"Parameter 'entitlement' does not accept value '{text}'")
+                values[key] = text
+            else:
+                raise GenericError(f"Property '{driver}.{key}' not found")
+        return values
+
+    def _check_model(self, driver: str) -> None:
+        """``s390_realize_cpu_model``: what TCG cannot give this model."""
+        if self.release.s390x_mixed_models_refused and driver != self.cpu_type:
+            raise GenericError("Mixed CPU models are not supported on s390x.")
+        missing = self._unavailable.get(driver, [])
+        if not missing:
+            return
+        name = driver.removesuffix("-s390x-cpu")
+        if self.release.s390x_too_new_text and name.startswith(TOO_NEW_FOR_5_2):
+            raise GenericError(self.release.s390x_too_new_text)
+        # QEMU prints each feature followed by a space, then one more (observed)
+        raise GenericError(f"{self.release.s390x_features_text}: {''.join(f + ' ' for f in missing)} ")
+
+    def pre_plug(self, vm, driver: str, values: dict, hotplugged: bool) -> CpuSlot:
+        """``s390_cpu_realize``: the model, then the core-id (default 0)."""
+        self._check_model(driver)
+        core_id = values.get("core-id", 0)
+        if core_id >= self.topology.max_cpus:
+            raise GenericError(f"Unable to add CPU with core-id: {core_id}, maximum core-id: "
+                               f"{self.topology.max_cpus - 1}")
+        slot = vm.slot_by_arch_id(core_id)
+        if slot is None or slot.cpu is not None:
+            raise GenericError(f"Unable to add CPU with core-id: {core_id}, it already exists")
+        return slot
+
+    def configure_device(self, device, values: dict) -> None:
+        """10.0: remember entitlement/dedicated (TCG ignores them for the topology; observed)."""
+        if "entitlement" in values:
+            device.entitlement = values["entitlement"]
+        if "dedicated" in values:
+            device.dedicated = values["dedicated"]
+
+    # -- device_del ----------------------------------------------------------
+    def unplug_request(self, vm, device) -> None:
+        raise GenericError("CPU hot unplug not supported on this machine")
+
+    def deleted_events(self, device) -> list[dict]:
+        core = {"device": device.id, "path": device.qom_path} if device.id else {"path": device.qom_path}
+        return [core]
+
+    def guest_eject(self, vm, device) -> None:
+        raise GenericError("CPU hot unplug not supported on this machine")
+
+    def migration_sections(self, device) -> list[tuple[str, int, dict]]:
+        return []
+
+    # -- legacy cpu-add (QEMU <= 5.1) -----------------------------------------
+    def cpu_add_slot(self, vm, cpu_id: int) -> CpuSlot:
+        """``s390_hot_add_cpu`` of QEMU <= 5.1 (inferred from QEMU's history, not observable here):
+        ``s390x_new_cpu(boot CPU's type, id)`` sets ``core-id`` (a uint32_t, so the int64 id is
+        truncated) and realizes the CPU with the same checks as device_add; the CPU is an
+        unattached device without an id."""
+        return self.pre_plug(vm, self.cpu_type, {"core-id": cpu_id & 0xFFFFFFFF}, True)
+
+
+def _disabled_wait(vm) -> None:
+    if vm.runstate != "running":
+        return
+    if vm.no_shutdown:
+        vm.emit("GUEST_PANICKED", {"action": "pause", "info": dict(DISABLED_WAIT_INFO)})
+        vm.runstate = "guest-panicked"
+        vm.emit("STOP")
+    else:
+        vm.emit("GUEST_PANICKED", {"action": "poweroff", "info": dict(DISABLED_WAIT_INFO)})
+        vm.emit("SHUTDOWN", {"guest": True, "reason": "guest-panic"})
+        vm.runstate = "shutdown"
+        vm.exit_requested = True
