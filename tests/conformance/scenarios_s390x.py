@@ -137,7 +137,8 @@ def register(S) -> None:
     # ---------------------------------------------------------------- legacy and HMP
     s390("s390x-legacy-commands", "cpu-add (gone in 5.2) and query-cpus (5.2 only)", ["legacy"],
          smp_args("1,maxcpus=3"),
-         [S.start(), S.qmp("cpu-add", {"id": 1}), S.qmp("query-cpus"), dadd(2, id="q2"), S.qmp("query-cpus")])
+         [S.start(), S.qmp("cpu-add", {"id": 1}), S.qmp("query-cpus"), dadd(2, id="q2"), S.qmp("query-cpus")],
+         volatile_keys=["thread_id"])
     s390("s390x-hmp", "HMP device_add/device_del and info on s390x", ["hmp"], smp_args("1,maxcpus=3"),
          [S.start(), S.hmp(f"device_add {QCPU},core-id=1,id=h1"), S.hmp(f"device_add {QCPU},core-id=1"),
           S.hmp("device_del h1"), info, S.hmp("info status")])

@@ -123,7 +123,15 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     if clock is None:
         clock = VirtualClock() if opts.clock == "virtual" else RealClock()
     type_name, machine_props = _machine_props(opts.machine)
-    machine = find_machine(opts.arch, type_name, opts.release)
+    try:
+        machine = find_machine(opts.arch, type_name, opts.release)
+    except ConfigError as e:
+        if get_release(opts.release).machine_error_location and opts.machine is not None:
+            e.location = f"-machine {opts.machine}"
+        raise
+    deprecated_text = get_release(opts.release).deprecated_machine_text
+    if machine.deprecated and deprecated_text:
+        warnings.append(deprecated_text.format(name=machine.name))
     accel = "kvm" if opts.force_kvm else machine_props.get("accel", opts.accel).split(":")[0]
     opts.accel = accel
     if machine.family == "none":

@@ -51,6 +51,14 @@ class Release:
     device_id_checked: bool = True
     #: ``query-status`` has ``singlestep`` (gone in 10.0)
     status_singlestep: bool = True
+    #: the events of a guest panic without -no-shutdown (5.2 pauses first, then powers off)
+    panic_poweroff_events: tuple[str, ...] = ("GUEST_PANICKED:poweroff", "SHUTDOWN")
+    #: an unknown -machine type is reported with the option as location (5.2)
+    machine_error_location: bool = False
+    #: query-hotpluggable-cpus on a machine without CPU hotplug (-machine none)
+    no_hotplug_text: str = "The feature 'query-hotpluggable-cpus' is not enabled"
+    #: printed at start-up for a deprecated machine type (None: this release prints nothing)
+    deprecated_machine_text: str | None = None
 
     def int_error(self, name: str, ctype: str) -> str:
         """The text for a device property value that is not a number at all."""
@@ -74,13 +82,17 @@ RELEASES: dict[str, Release] = {
                    s390x_too_new_text="Selected CPU generation is too new. Maximum supported model in the "
                                       "configuration: 'z13.2'",
                    query_cpus_fast_arch=True, readonly_property_text="Insufficient permission to perform this operation",
-                   string_input_visitor=True, abstract_driver_text="Parameter 'driver' expects non-abstract device type"),
+                   string_input_visitor=True, abstract_driver_text="Parameter 'driver' expects non-abstract device type",
+                   panic_poweroff_events=("GUEST_PANICKED:pause", "GUEST_PANICKED:poweroff", "STOP", "SHUTDOWN"),
+                   machine_error_location=True),
     "7.2": Release("7.2", (7, 2, 22)),      # Debian 12
     "10.0": Release("10.0", (10, 0, 13), smp_rules="10.0", s390x_topology=True,
                     s390x_features_text="Some features requested in the CPU model are not available in the current "
                                         "configuration",
                     string_input_visitor=True, not_a_device_text="{path} is not a device", device_id_checked=False,
-                    status_singlestep=False),
+                    status_singlestep=False, no_hotplug_text="machine does not support hot-plugging CPUs",
+                    deprecated_machine_text="warning: Machine type '{name}' is deprecated: machines more than 3 "
+                                            "years old are subject to deletion after 6 years"),
 }
 
 DEFAULT_RELEASE = "7.2"

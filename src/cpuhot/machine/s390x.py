@@ -171,7 +171,8 @@ class S390Policy:
 
     def query_cpus_extra(self, vm, vcpu) -> dict:
         """Legacy ``query-cpus`` (5.2): ``"arch": "s390"`` and ``cpu-state``."""
-        return {"cpu-state": self.cpu_state(vm, vcpu)}
+        state = self.cpu_state(vm, vcpu)
+        return {"cpu-state": state, "halted": state != "operating"}
 
     def device_props(self, slot: CpuSlot, common: dict, device=None) -> dict:
         props = {**common, "core-id": slot.arch_id}
@@ -212,14 +213,14 @@ class S390Policy:
 
     def _check_model(self, driver: str) -> None:
         """``s390_realize_cpu_model``: what TCG cannot give this model."""
+        missing = self._unavailable.get(driver, [])
+        name = driver.removesuffix("-s390x-cpu")
+        if missing and self.release.s390x_too_new_text and name.startswith(TOO_NEW_FOR_5_2):
+            raise GenericError(self.release.s390x_too_new_text)
         if self.release.s390x_mixed_models_refused and driver != self.cpu_type:
             raise GenericError("Mixed CPU models are not supported on s390x.")
-        missing = self._unavailable.get(driver, [])
         if not missing:
             return
-        name = driver.removesuffix("-s390x-cpu")
-        if self.release.s390x_too_new_text and name.startswith(TOO_NEW_FOR_5_2):
-            raise GenericError(self.release.s390x_too_new_text)
         # QEMU prints each feature followed by a space, then one more (observed)
         raise GenericError(f"{self.release.s390x_features_text}: {''.join(f + ' ' for f in missing)} ")
 
@@ -273,7 +274,13 @@ def _disabled_wait(vm) -> None:
         vm.runstate = "guest-panicked"
         vm.emit("STOP")
     else:
-        vm.emit("GUEST_PANICKED", {"action": "poweroff", "info": dict(DISABLED_WAIT_INFO)})
-        vm.emit("SHUTDOWN", {"guest": True, "reason": "guest-panic"})
+        # 7.2, 10.0: GUEST_PANICKED (poweroff), SHUTDOWN; 5.2 first pauses (observed)
+        for name in vm.release_info.panic_poweroff_events:
+            if name == "STOP":
+                vm.emit("STOP")
+            elif name == "SHUTDOWN":
+                vm.emit("SHUTDOWN", {"guest": True, "reason": "guest-panic"})
+            else:
+                vm.emit("GUEST_PANICKED", {"action": name.split(":")[1], "info": dict(DISABLED_WAIT_INFO)})
         vm.runstate = "shutdown"
         vm.exit_requested = True

@@ -166,7 +166,7 @@ class VirtualMachine:
     # -- queries -----------------------------------------------------------------
     def query_hotpluggable_cpus(self) -> list[dict]:
         if not self.machine.hotpluggable_cpus:
-            raise GenericError("The feature 'query-hotpluggable-cpus' is not enabled")
+            raise GenericError(self.release_info.no_hotplug_text)
         # Each slot's entry is kept (on the slot) and handed out again while the slot is unchanged:
         # entries are read-only for callers, and the QMP server caches their encoding by identity.
         show_node = self.props_show_node

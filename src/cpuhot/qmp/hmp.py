@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..machine.errors import QMPError
 from ..machine.options import OptionError, parse_option_string
 
-_PROP_ORDER = ("node-id", "socket-id", "die-id", "cluster-id", "core-id", "thread-id")
+_PROP_ORDER = ("node-id", "drawer-id", "book-id", "socket-id", "die-id", "cluster-id", "core-id", "thread-id")
 
 
 def info_hotpluggable_cpus(vm) -> str:
@@ -35,6 +35,13 @@ def info_cpus(vm) -> str:
         mark = "*" if c["cpu-index"] == current else " "
         out.append(f"{mark} CPU #{c['cpu-index']}: thread_id={c['thread-id']}\n")
     return "".join(out)
+
+
+def info_status(vm) -> str:
+    """``info status``: ``running``, or ``paused (REASON)`` with the run state as reason."""
+    if vm.runstate == "running":
+        return "VM status: running\n"
+    return f"VM status: paused ({vm.runstate})\n"
 
 
 def info_numa(vm) -> str:
@@ -62,7 +69,8 @@ def run(ctx, command_line: str) -> str:
     try:
         if name == "info":
             what = rest.split(" ", 1)[0]
-            infos = {"hotpluggable-cpus": info_hotpluggable_cpus, "cpus": info_cpus, "numa": info_numa}
+            infos = {"hotpluggable-cpus": info_hotpluggable_cpus, "cpus": info_cpus, "numa": info_numa,
+                     "status": info_status}
             if what not in infos:
                 return _crlf(f"unknown command: '{text}'\n")
             return _crlf(infos[what](vm))
