@@ -35,13 +35,16 @@ def corpora() -> list[str]:
 
 
 def known_gaps(corpus: str) -> dict[str, str]:
-    """``transcripts/<corpus>/known-gaps.json``: scenario name -> why cpuhot does not match it yet."""
-    f = CORPORA / corpus / "known-gaps.json"
-    return json.loads(f.read_text()) if f.exists() else {}
+    """``transcripts/<corpus>/known-gaps*.json`` (``known-gaps.json`` and per-area files such as
+    ``known-gaps-s390x.json``, merged): scenario name -> why cpuhot does not match it yet."""
+    gaps: dict[str, str] = {}
+    for f in sorted((CORPORA / corpus).glob("known-gaps*.json")):
+        gaps.update(json.loads(f.read_text()))
+    return gaps
 
 
 def scenario_names(corpus: str) -> list[str]:
-    return sorted(p.stem for p in (CORPORA / corpus).glob("*.json") if p.name != "known-gaps.json")
+    return sorted(p.stem for p in (CORPORA / corpus).glob("*.json") if not p.name.startswith("known-gaps"))
 PLACEHOLDER = "<volatile>"
 
 

@@ -126,8 +126,11 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     try:
         machine = find_machine(opts.arch, type_name, opts.release)
     except ConfigError as e:
-        if get_release(opts.release).machine_error_location and opts.machine is not None:
+        rel = get_release(opts.release)
+        if rel.machine_error_location and opts.machine is not None:
             e.location = f"-machine {opts.machine}"
+        e.message = rel.unknown_machine_text.format(name=type_name)
+        e.args = (e.message,)
         raise
     deprecated_text = get_release(opts.release).deprecated_machine_text
     if machine.deprecated and deprecated_text:

@@ -59,6 +59,22 @@ class Release:
     no_hotplug_text: str = "The feature 'query-hotpluggable-cpus' is not enabled"
     #: printed at start-up for a deprecated machine type (None: this release prints nothing)
     deprecated_machine_text: str | None = None
+    #: an unknown -machine type
+    unknown_machine_text: str = "unsupported machine type"
+    #: device_add with an id already in use
+    duplicate_id_text: str = "Duplicate device ID '{id}'"
+    #: QMP device_add reads property values with their JSON types (10.0: "2" is no integer)
+    device_add_typed: bool = False
+    #: the hint after an s390x CPU model refused at start-up (10.0)
+    s390x_features_hint: str | None = None
+    #: migration passes through a "device" state before the last pass (10.0)
+    migration_device_state: bool = False
+    #: query-migrate's error-desc when the target refused the stream over the return path (10.0)
+    return_path_failure_text: str | None = None
+    #: a source whose migration failed goes back to its run state (10.0), or stays postmigrate (7.2)
+    failed_migration_restores_runstate: bool = False
+    #: system_reset's RESET event comes after its reply (5.2: the reset runs in the main loop)
+    reset_event_after_reply: bool = False
 
     def int_error(self, name: str, ctype: str) -> str:
         """The text for a device property value that is not a number at all."""
@@ -84,7 +100,8 @@ RELEASES: dict[str, Release] = {
                    query_cpus_fast_arch=True, readonly_property_text="Insufficient permission to perform this operation",
                    string_input_visitor=True, abstract_driver_text="Parameter 'driver' expects non-abstract device type",
                    panic_poweroff_events=("GUEST_PANICKED:pause", "GUEST_PANICKED:poweroff", "STOP", "SHUTDOWN"),
-                   machine_error_location=True),
+                   machine_error_location=True, duplicate_id_text="Duplicate ID '{id}' for device",
+                   reset_event_after_reply=True),
     "7.2": Release("7.2", (7, 2, 22)),      # Debian 12
     "10.0": Release("10.0", (10, 0, 13), smp_rules="10.0", s390x_topology=True,
                     s390x_features_text="Some features requested in the CPU model are not available in the current "
@@ -92,7 +109,11 @@ RELEASES: dict[str, Release] = {
                     string_input_visitor=True, not_a_device_text="{path} is not a device", device_id_checked=False,
                     status_singlestep=False, no_hotplug_text="machine does not support hot-plugging CPUs",
                     deprecated_machine_text="warning: Machine type '{name}' is deprecated: machines more than 3 "
-                                            "years old are subject to deletion after 6 years"),
+                                            "years old are subject to deletion after 6 years",
+                    unknown_machine_text='unsupported machine type: "{name}"', device_add_typed=True,
+                    s390x_features_hint="Consider a different accelerator, QEMU, or kernel version",
+                    migration_device_state=True, return_path_failure_text="Sibling indicated error 1",
+                    failed_migration_restores_runstate=True),
 }
 
 DEFAULT_RELEASE = "7.2"

@@ -76,7 +76,8 @@ class S390Policy:
         try:
             self._check_model(self.cpu_type)
         except GenericError as e:
-            raise ConfigError(e.desc) from None
+            hint = self.release.s390x_features_hint
+            raise ConfigError(e.desc, hints=(hint,) if hint else ()) from None
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
         return []
@@ -178,11 +179,8 @@ class S390Policy:
         props = {**common, "core-id": slot.arch_id}
         props.pop("node-id", None)
         if self.release.s390x_topology:
-            ids = self.topology_ids(slot.arch_id)
-            props.update({"socket-id": ids["socket-id"], "book-id": ids["book-id"],
-                          "drawer-id": ids["drawer-id"],
-                          "entitlement": getattr(device, "entitlement", "auto") if device else "auto",
-                          "dedicated": bool(getattr(device, "dedicated", False)) if device else False})
+            props.update(getattr(device, "topology_props", None) or {
+                "socket-id": -1, "book-id": -1, "drawer-id": -1, "entitlement": "auto", "dedicated": False})
         return props
 
     # -- device_add ----------------------------------------------------------
@@ -237,11 +235,13 @@ class S390Policy:
         return slot
 
     def configure_device(self, device, values: dict) -> None:
-        """10.0: remember entitlement/dedicated (TCG ignores them for the topology; observed)."""
-        if "entitlement" in values:
-            device.entitlement = values["entitlement"]
-        if "dedicated" in values:
-            device.dedicated = values["dedicated"]
+        """10.0: the CPU keeps the topology properties as given (-1 / auto / false when not): under
+        TCG nothing checks or completes them (observed: qom-get socket-id is -1, a socket-id of 9 is
+        taken).  With KVM, ``s390_topology_setup_cpu`` would default and check them (documented)."""
+        device.topology_props = {"socket-id": values.get("socket-id", -1), "book-id": values.get("book-id", -1),
+                                 "drawer-id": values.get("drawer-id", -1),
+                                 "entitlement": values.get("entitlement", "auto"),
+                                 "dedicated": bool(values.get("dedicated", False))}
 
     # -- device_del ----------------------------------------------------------
     def unplug_request(self, vm, device) -> None:

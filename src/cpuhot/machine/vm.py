@@ -68,6 +68,7 @@ class VirtualMachine:
         self.guest = guest if guest is not None else Guest("auto")
         self.runstate = "prelaunch" if start_paused else "running"
         self.outbox: list[Event] = []
+        self.outbox_after_reply: list[Event] = []
         self.migration = MigrationState()
         #: what QEMU would print on stderr: (prefixed with the program name?, text)
         self.stderr: list[tuple[bool, str]] = []
@@ -159,7 +160,14 @@ class VirtualMachine:
     def emit(self, name: str, data: dict | None = None) -> None:
         self.outbox.append(Event(name, data, self.clock.now()))
 
-    def drain_events(self) -> list[Event]:
+    def emit_after_reply(self, name: str, data: dict | None = None) -> None:
+        """An event the main loop sends after the command's reply (QEMU 5.2's system_reset)."""
+        self.outbox_after_reply.append(Event(name, data, self.clock.now()))
+
+    def drain_events(self, after_reply: bool = False) -> list[Event]:
+        if after_reply:
+            out, self.outbox_after_reply = self.outbox_after_reply, []
+            return out
         out, self.outbox = self.outbox, []
         return out
 
@@ -231,9 +239,17 @@ class VirtualMachine:
         return {"status": self.runstate, "singlestep": False, "running": self.runstate == "running"}
 
     # -- device_add ----------------------------------------------------------
-    def device_add(self, arguments: dict) -> None:
-        """QEMU 7.2's ``qmp_device_add`` for CPU devices, check for check."""
+    def device_add(self, arguments: dict, *, typed: bool = False) -> None:
+        """QEMU 7.2's ``qmp_device_add`` for CPU devices, check for check.
+
+        ``typed``: the arguments are QMP's JSON values (not -device/HMP strings); a release that
+        reads them with their types (10.0) refuses a string or a fraction for an integer property."""
         ident, opts = opts_from_qmp(arguments, check_id=self.release_info.device_id_checked)
+        if typed and self.release_info.device_add_typed:
+            types = self.policy.property_types() if hasattr(self.policy, "property_types") else {}
+            for key, value in arguments.items():
+                if key in types and key in opts and (isinstance(value, (str, bool, float))):
+                    opts[key] = "\x00"         # no number: refused with the release's wording
         driver = opts.pop("driver", None)
         if driver is None:
             raise GenericError("Parameter 'driver' is missing")
@@ -254,7 +270,7 @@ class VirtualMachine:
         consumes a peripheral-anon number even if it fails later."""
         if ident is not None:
             if ident in self.peripheral:
-                raise GenericError(f"Duplicate device ID '{ident}'")
+                raise GenericError(self.release_info.duplicate_id_text.format(id=ident))
             return f"/machine/peripheral/{ident}", None
         anon = self.anon_counter
         self.anon_counter += 1
@@ -555,7 +571,10 @@ class VirtualMachine:
             self.emit("STOP")
 
     def system_reset(self) -> None:
-        self.emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
+        if self.release_info.reset_event_after_reply:
+            self.emit_after_reply("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
+        else:
+            self.emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
         self.stderr.extend((True, w) for w in self.policy.reset_warnings(self.cpu_model.name))
         self.policy.on_reset(self)
         # QEMU's main loop: a reset VM that is not running goes back to prelaunch

@@ -47,7 +47,7 @@ def query_cpus(ctx):
 @command("device_add", args=None)
 def device_add(ctx, arguments):
     """Plug a CPU (x86 thread or sPAPR core) into a free slot."""
-    ctx.vm.device_add(arguments)
+    ctx.vm.device_add(arguments, typed=True)
 
 
 @command("device_del", args=(Arg("id", "str"),))

@@ -141,6 +141,7 @@ class MigrationIO:
             self._event("MIGRATION", {"status": "failed"})
             self._flush()
             return
+        was = vm.runstate
         try:
             self._event("MIGRATION_PASS", {"pass": 1})
             mig.status = "active"
@@ -151,6 +152,9 @@ class MigrationIO:
             if vm.runstate == "running":
                 vm.stop()
             stream = encode_stream(vm, runstate=was)
+            if vm.release_info.migration_device_state:
+                # 10.0: the switch-over (devices' state) is a state of its own
+                self._event("MIGRATION", {"status": "device"})
             self._event("MIGRATION_PASS", {"pass": 2})
             writer.write(stream)
             await writer.drain()
@@ -176,7 +180,11 @@ class MigrationIO:
         mig.total_time = int((time.monotonic() - started) * 1000)
         mig.transferred = len(stream) if verdict == "ok" else 0
         vm.runstate = "postmigrate"
+        if verdict != "ok" and vm.release_info.failed_migration_restores_runstate and was != "running":
+            vm.runstate = was          # 10.0: a failed migration leaves the source as it was
         mig.status = "completed" if verdict == "ok" else "failed"
+        if verdict != "ok" and mig.caps.get("return-path") and mig.error is None:
+            mig.error = vm.release_info.return_path_failure_text
         self._event("MIGRATION", {"status": mig.status})
         self._flush()
 

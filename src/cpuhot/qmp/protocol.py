@@ -114,11 +114,12 @@ class Monitor:
                                 msg_id, has_id)
         out = self.take_events()
         out.append((session, reply))
+        out += self.take_events(after_reply=True)
         return out
 
-    def take_events(self) -> list[tuple[Session, dict]]:
-        """Fan the VM's pending events out to every negotiated session."""
-        events = self.vm.drain_events()
+    def take_events(self, after_reply: bool = False) -> list[tuple[Session, dict]]:
+        """Fan the VM's pending events (or those due after the reply) out to every negotiated session."""
+        events = self.vm.drain_events(after_reply) if after_reply else self.vm.drain_events()
         if not events:
             return []
         targets = [s for s in self.sessions if s.negotiated and not s.closed]
