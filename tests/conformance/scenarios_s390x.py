@@ -24,6 +24,12 @@ SMP_SHAPES = [
     ("d2b2s2", "1,drawers=2,books=2,sockets=2,maxcpus=8"), ("s2c2t2", "8,sockets=2,cores=2,threads=2"),
     ("negative", "-1"), ("max-x", "1,maxcpus=x"), ("nosuch", "1,nosuch=1"), ("sockets0", "1,sockets=0"),
     ("s2-max6", "3,maxcpus=6,sockets=2"),
+    ("2-max248", "2,maxcpus=248"), ("248", "248"), ("c3-max3", "1,cores=3,maxcpus=3"), ("sockets3", "3,sockets=3"),
+    ("s1c2-max2", "2,sockets=1,cores=2,maxcpus=2"), ("named-cpus", "cpus=2,maxcpus=4"), ("cpus-x", "x"),
+    ("max-lt-cpus", "2,maxcpus=1"), ("hex", "0x2,maxcpus=0x4"), ("max-huge", "1,maxcpus=4294967297"),
+    ("threads1", "1,threads=1"), ("dies1", "1,dies=1"), ("clusters1", "1,clusters=1"), ("books1", "1,books=1"),
+    ("drawers1", "1,drawers=1"), ("4-sockets2", "4,sockets=2"), ("cpus-gt-product", "6,sockets=2,cores=2"),
+    ("s2c2-max8", "1,sockets=2,cores=2,maxcpus=8"), ("cores0", "1,cores=0"), ("threads0", "2,threads=0"),
 ]
 
 
@@ -68,6 +74,14 @@ def register(S) -> None:
     s = s390("s390x-cpu-z14", "-cpu z14 under TCG: refused with the features TCG lacks", ["cpu-models"],
              smp_args("1", "-cpu", "z14"), [S.start(), S.queries()])
     s["may_refuse"] = True
+    for model in ("qemu", "z900", "z13", "host"):
+        s = s390(f"s390x-cpu-model-{model}", f"-cpu {model} under TCG: started (the slots' type) or refused",
+                 ["cpu-models"], smp_args("1,maxcpus=2", "-cpu", model), [S.start(), S.queries(), dadd(1), S.qcf()])
+        s["may_refuse"] = True
+    for version in ("4.0", "2.9"):
+        s390(f"s390x-machine-{version}", f"s390-ccw-virtio-{version}: slots and (where deprecated) the warning",
+             ["machines"], ["-machine", f"s390-ccw-virtio-{version}", "-smp", "1,maxcpus=3"],
+             [S.start(), S.queries(), dadd(2, id="m")])
     s390("s390x-cpu-nosuch", "-cpu nosuch is refused", ["cpu-models", "startup-refusal"],
          smp_args("1", "-cpu", "nosuch"))
     s390("s390x-numa-refused", "-numa node is refused at start-up", ["numa", "startup-refusal"],

@@ -31,8 +31,9 @@ class Release:
     s390x_threads_refused: bool = True
     #: s390x CPUs have socket-id/book-id/drawer-id (and entitlement/dedicated) properties
     s390x_topology: bool = False
-    #: s390x refuses a CPU model other than the boot CPU's (5.2)
-    s390x_mixed_models_refused: bool = False
+    #: s390x refuses a CPU whose model differs from the boot CPU's ("Mixed CPU models"); these
+    #: model names are one model under TCG (7.2, 10.0: ``max`` is ``qemu``; 5.2's ``max`` is more)
+    s390x_same_models: tuple[tuple[str, ...], ...] = (("max", "qemu"),)
     #: s390x: what TCG says of a model newer than it can emulate (5.2), else the feature list
     s390x_too_new_text: str | None = None
     s390x_features_text: str = "Some features requested in the CPU model are not available in the configuration"
@@ -94,7 +95,7 @@ class Release:
 
 RELEASES: dict[str, Release] = {
     "5.2": Release("5.2", (5, 2, 0), smp_rules="5.2", s390x_threads_refused=False,
-                   s390x_mixed_models_refused=True,
+                   s390x_same_models=(),
                    s390x_too_new_text="Selected CPU generation is too new. Maximum supported model in the "
                                       "configuration: 'z13.2'",
                    query_cpus_fast_arch=True, readonly_property_text="Insufficient permission to perform this operation",

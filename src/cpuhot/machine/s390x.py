@@ -215,12 +215,17 @@ class S390Policy:
         name = driver.removesuffix("-s390x-cpu")
         if missing and self.release.s390x_too_new_text and name.startswith(TOO_NEW_FOR_5_2):
             raise GenericError(self.release.s390x_too_new_text)
-        if self.release.s390x_mixed_models_refused and driver != self.cpu_type:
+        if missing:
+            # QEMU prints each feature followed by a space, then one more (observed)
+            raise GenericError(f"{self.release.s390x_features_text}: {''.join(f + ' ' for f in missing)} ")
+        if not self._same_model(driver, self.cpu_type):
             raise GenericError("Mixed CPU models are not supported on s390x.")
-        if not missing:
-            return
-        # QEMU prints each feature followed by a space, then one more (observed)
-        raise GenericError(f"{self.release.s390x_features_text}: {''.join(f + ' ' for f in missing)} ")
+
+    def _same_model(self, a: str, b: str) -> bool:
+        if a == b:
+            return True
+        names = {a.removesuffix("-s390x-cpu"), b.removesuffix("-s390x-cpu")}
+        return any(names <= set(group) for group in self.release.s390x_same_models)
 
     def pre_plug(self, vm, driver: str, values: dict, hotplugged: bool) -> CpuSlot:
         """``s390_cpu_realize``: the model, then the core-id (default 0)."""
