@@ -232,3 +232,92 @@ def test_random_sequences_match_real_qemu(capsys):
         print(f"\n[live differential] {STATS['sequences']} random sequences ({STATS['commands']} commands) "
               f"matched real QEMU 7.2; {STATS['qemu_crashed']} inconclusive (QEMU itself died)")
     assert STATS["sequences"] >= min(EXAMPLES, 200) * 0.9
+
+
+# -- s390x (issue 12): the same comparison on s390-ccw-virtio ---------------------------------------
+
+S390X_BINARY = "qemu-system-s390x"
+S390X_EXAMPLES = int(os.environ.get("CPUHOT_LIVE_S390X_EXAMPLES", "40"))
+S390X_STATS = {"sequences": 0, "commands": 0}
+
+
+@st.composite
+def s390x_sequences(draw):
+    """-smp cpus,maxcpus (sockets x cores), then device_add of core-ids (free, taken, out of range,
+    malformed, other models), device_del (always refused on s390x) and the queries."""
+    sockets, cores = draw(st.integers(1, 2)), draw(st.integers(1, 4))
+    maxcpus = sockets * cores
+    cpus = draw(st.integers(1, maxcpus))
+    args = ["-machine", "s390-ccw-virtio", "-smp", f"{cpus},maxcpus={maxcpus},sockets={sockets},cores={cores}"]
+    ops, ids = [], []
+    for n in range(draw(st.integers(2, 8))):
+        kind = draw(st.sampled_from(["add", "add", "add", "bad-add", "del", "query", "query-fast", "hmp"]))
+        if kind == "add":
+            a = {"driver": "qemu-s390x-cpu", "core-id": draw(st.integers(0, maxcpus - 1))}
+            ident = draw(st.sampled_from([None, f"cpu{n}", *(ids[-1:] if ids else [])]))
+            if ident:
+                a["id"] = ident
+                ids.append(ident)
+            ops.append({"execute": "device_add", "arguments": a})
+        elif kind == "bad-add":
+            a = {"driver": "qemu-s390x-cpu", "core-id": draw(st.integers(0, maxcpus - 1))}
+            broken = draw(st.sampled_from(["big", "negative", "missing", "string", "float", "driver", "abstract",
+                                           "model", "prop"]))
+            if broken == "big":
+                a["core-id"] = maxcpus + draw(st.integers(0, 300))
+            elif broken == "negative":
+                a["core-id"] = -1
+            elif broken == "missing":
+                a.pop("core-id")
+            elif broken == "string":
+                a["core-id"] = "x"
+            elif broken == "float":
+                a["core-id"] = 0.5
+            elif broken == "driver":
+                a["driver"] = "nosuch-cpu"
+            elif broken == "abstract":
+                a["driver"] = "s390x-cpu"
+            elif broken == "model":
+                a["driver"] = draw(st.sampled_from(["z14-s390x-cpu", "max-s390x-cpu", "z900-s390x-cpu"]))
+            else:
+                a[draw(st.sampled_from(["socket-id", "thread-id", "node-id"]))] = 0
+            ops.append({"execute": "device_add", "arguments": a})
+        elif kind == "del":
+            target = draw(st.sampled_from([*ids, "nosuch", "/machine/unattached/device[0]",
+                                           "/machine/peripheral-anon/device[0]"]))
+            ops.append({"execute": "device_del", "arguments": {"id": target}})
+        elif kind == "query":
+            ops.append({"execute": "query-hotpluggable-cpus"})
+        elif kind == "hmp":
+            ops.append({"execute": "human-monitor-command",
+                        "arguments": {"command-line": draw(st.sampled_from(["info hotpluggable-cpus"]))}})
+        else:
+            ops.append({"execute": "query-cpus-fast"})
+    ops += [{"execute": "query-hotpluggable-cpus"}, {"execute": "query-cpus-fast"}]
+    return args, ops
+
+
+@pytest.mark.skipif(shutil.which(S390X_BINARY) is None,
+                    reason="!!! LIVE DIFFERENTIAL TEST (s390x) SKIPPED: qemu-system-s390x not installed; "
+                           "apt-get install -y --no-install-recommends qemu-system-misc !!!")
+def test_random_s390x_sequences_match_real_qemu(capsys):
+    @settings(max_examples=S390X_EXAMPLES, deadline=None, derandomize=not RANDOM, database=None,
+              phases=(Phase.explicit, Phase.generate),
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(s390x_sequences())
+    def check(case):
+        args, ops = case
+        ours = run_cpuhot(args, ops)
+        theirs = run_qemu(args, S390X_BINARY, ops)
+        assert theirs is not None, "qemu-system-s390x died"
+        S390X_STATS["sequences"] += 1
+        S390X_STATS["commands"] += len(ops)
+        for op, a, b in zip(ops, ours, theirs):
+            assert normalize(a, VOLATILE, []) == normalize(b, VOLATILE, []), \
+                f"{' '.join(args)}\n  command {json.dumps(op)}\n  cpuhot {json.dumps(a)}\n  QEMU   {json.dumps(b)}"
+
+    check()
+    with capsys.disabled():
+        print(f"\n[live differential, s390x] {S390X_STATS['sequences']} random sequences "
+              f"({S390X_STATS['commands']} commands) matched real QEMU 7.2")
+    assert S390X_STATS["sequences"] >= S390X_EXAMPLES * 0.9
