@@ -24,7 +24,7 @@ from __future__ import annotations
 X86 = "qemu-system-x86_64"
 PPC = "qemu-system-ppc64"
 PREFIX = ["-S", "-nodefaults", "-display", "none", "-accel", "tcg"]
-VOLATILE = ["timestamp", "thread-id", "package"]
+VOLATILE = ["timestamp", "thread-id", "thread_id", "package"]   # thread_id: query-cpus (<= 5.2)
 QUIET = 0.3  # seconds of silence recorded as recv_none when no reply is expected
 
 QEMU64 = "qemu64-x86_64-cpu"
@@ -1250,7 +1250,8 @@ migration("mig-pc-matching-return-path", "pc: matching CPUs with the return-path
 # (or a refused plug).  These copies spell the topology out (1 socket, 4 cores): the same flows,
 # with the same slots, on 5.2.  On 7.2 and 10.0 they are the originals.
 
-_SPELLED = "1,sockets=1,cores=4,maxcpus=4"
+_SPELLED = {"1,maxcpus=4": "1,sockets=1,cores=4,maxcpus=4", "2,maxcpus=4": "2,sockets=1,cores=4,maxcpus=4",
+            "1,maxcpus=8": "1,sockets=1,cores=8,maxcpus=8"}
 
 
 def spelled_out(name: str, only_versions=("5.2",)) -> None:
@@ -1259,10 +1260,10 @@ def spelled_out(name: str, only_versions=("5.2",)) -> None:
     s = copy.deepcopy({k: v for k, v in base.items() if k != "steps"})
     s["steps"] = list(base["steps"])
     s["name"] = f"{name}-cores4"
-    s["description"] = base["description"] + f" (-smp {_SPELLED})"
+    s["description"] = base["description"] + " (-smp with sockets=1 and cores spelled out)"
     for spec in s["vms"].values():
-        spec["args"] = [_SPELLED if a == "1,maxcpus=4" else a for a in spec["args"]]
-    assert any(_SPELLED in spec["args"] for spec in s["vms"].values()), name
+        spec["args"] = [_SPELLED.get(a, a) for a in spec["args"]]
+    assert any(set(_SPELLED.values()) & set(spec["args"]) for spec in s["vms"].values()), name
     s["only_versions"] = list(only_versions)
     _SCENARIOS.append(s)
 
@@ -1272,3 +1273,37 @@ for _name in ["coldplug-pc-id", "coldplug-pc-anon", "coldplug-pc-out-of-order", 
               "mig-pc-src-extra-cpu", "mig-pc-dst-extra-cpu", "mig-pc-out-of-order", "mig-pc-different-ids",
               "mig-pc-different-slot", "mig-pc-matching-return-path"]:
     spelled_out(_name)
+
+for _name in ["x86-pc-plug-in-order", "x86-q35-plug-in-order", "x86-pc-device-del", "x86-q35-device-del",
+              "x86-pc-anon-numbering", "x86-pc-hotplugged-then-queries-running"]:
+    spelled_out(_name)
+
+
+# =========================================================================== legacy query-cpus (QEMU <= 5.2)
+
+# query-cpus was removed in QEMU 6.0: these are what libvirt's old CPU-hotplug flow reads.
+# Paused only (prelaunch): a running vCPU's pc/nip and halted flag move with the firmware.
+_LEGACY = ["5.2"]
+sc("legacy-query-cpus-pc", "pc: query-cpus of boot CPUs, hot-plugged (by id and anonymous) and after device_del",
+   ["legacy", "x86", "pc", "device_add"], xm("pc", "2,sockets=1,cores=4,maxcpus=4"),
+   [start(), qmp("query-cpus"), cpu(0, 3, 0, id="c3"), cpu(0, 2, 0), qmp("query-cpus"), qcf(),
+    ddel("c3", settle=QUIET), qmp("query-cpus"), qmp("query-status")], only_versions=_LEGACY)
+sc("legacy-query-cpus-pc-sockets", "pc: -smp 1,maxcpus=4 (4 sockets on 5.2): query-cpus after plugging socket 2",
+   ["legacy", "x86", "pc", "device_add"], xm("pc", "1,maxcpus=4"),
+   [start(), qmp("query-cpus"), cpu(2, 0, 0, id="s2"), qmp("query-cpus"), queries()], only_versions=_LEGACY)
+sc("legacy-query-cpus-q35-numa", "q35 with two NUMA nodes: query-cpus props carry node-id",
+   ["legacy", "x86", "q35", "numa"],
+   xm("q35", "2,sockets=2,cores=2,maxcpus=4") + MEM2 + N2 + ["-numa", "cpu,node-id=0,socket-id=0",
+                                                              "-numa", "cpu,node-id=1,socket-id=1"],
+   [start(), qmp("query-cpus"), cpu(1, 1, 0, id="n1"), qmp("query-cpus"), qcf()], only_versions=_LEGACY)
+sc("legacy-query-cpus-pseries", "pseries: query-cpus of the boot core, a hot-plugged core and after device_del",
+   ["legacy", "ppc", "pseries", "device_add"], ps("1,maxcpus=4"),
+   [start(), qmp("query-cpus"), core(2, id="c2"), core(1), qmp("query-cpus"), qcf(),
+    ddel("c2", settle=QUIET), qmp("query-cpus")], binary=PPC, only_versions=_LEGACY)
+sc("legacy-query-cpus-pseries-power8", "pseries -cpu POWER8: query-cpus",
+   ["legacy", "ppc", "pseries"], ps("2,maxcpus=4", "-cpu", "POWER8"),
+   [start(), qmp("query-cpus"), core(3, driver=P8, id="c3"), qmp("query-cpus")], binary=PPC,
+   only_versions=_LEGACY)
+sc("legacy-cpu-add-refused", "QEMU 5.2 has no cpu-add (removed in 5.2): CommandNotFound; query-cpus stays",
+   ["legacy", "x86", "pc"], xm("pc", "1,maxcpus=4"),
+   [start(), qmp("cpu-add", {"id": 1}), qmp("query-cpus")], only_versions=_LEGACY)

@@ -18,7 +18,8 @@ from .errors import ConfigError, QMPError
 from .machines import MachineType, find_machine
 from .numa import NumaBuilder, parse_numa_option
 from .options import OptionError, parse_option_string, parse_size
-from .smp import SmpRules, derive_topology, parse_smp
+from .release import get_release
+from .smp import SmpRules, smp_topology
 from .spapr import SpaprPolicy
 from .vm import CpuIndexRule, VirtualMachine
 from .x86 import X86Policy
@@ -120,7 +121,13 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     if clock is None:
         clock = VirtualClock() if opts.clock == "virtual" else RealClock()
     type_name, machine_props = _machine_props(opts.machine)
-    machine = find_machine(opts.arch, type_name, opts.release)
+    release = get_release(opts.release)
+    try:
+        machine = find_machine(opts.arch, type_name, opts.release)
+    except ConfigError as e:
+        if release.machine_error_location and opts.machine is not None:
+            e.location = f"-machine {opts.machine}"
+        raise
     accel = "kvm" if opts.force_kvm else machine_props.get("accel", opts.accel).split(":")[0]
     opts.accel = accel
     if machine.family == "none":
@@ -133,9 +140,9 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     rules = SmpRules(machine_name=machine.name, max_cpus=machine.cpu_max,
                      dies_supported=family in ("pc", "q35"), clusters_supported=False,
                      prefer_sockets=version < (6, 2))
-    topology, smp_warnings = derive_topology(parse_smp(opts.smp), rules)
+    topology, smp_warnings = smp_topology(opts.smp, rules, get_release(opts.release).smp_parser)
     warnings.extend(smp_warnings)
-    cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type)
+    cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type, opts.release)
     ram_size = _memory_size(opts.memory, PSERIES_DEFAULT_RAM if family == "pseries" else DEFAULT_RAM)
     memdevs = _memory_backends(opts.objects)
 
@@ -146,7 +153,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
                              hotpluggable=machine.hotpluggable_cpus)
     else:
         policy = X86Policy(family, topology, cpu_model.cpu_type, accel, machine.cpu_max,
-                           cpu_text=opts.cpu or cpu_model.name)
+                           cpu_text=opts.cpu or cpu_model.name, release=opts.release)
 
     slots = policy.build_slots()
     numa = NumaBuilder(slots, max_cpus=topology.max_cpus, numa_mem_supported=machine.numa_mem_supported,
@@ -181,6 +188,10 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
         vm.vcpu_threads = VcpuThreads()
     vm.create_boot_cpus()
     device_ids: set[str] = set()
+    if release.device_opts_parsed_first:        # QemuOpts refuses a duplicate id before any -device is made
+        seen: set[str] = set()
+        for text in opts.devices:
+            _check_device_id(text, seen)
     for text in opts.devices:
         _cold_plug(vm, text, device_ids)
     warnings.extend(text for _, text in vm.stderr)
@@ -199,7 +210,7 @@ def _build_none(opts, machine, clock, guest, thread_id_base, warnings) -> BuiltM
     from .none import NonePolicy
     rules = SmpRules(machine_name=machine.name, max_cpus=machine.cpu_max, dies_supported=False,
                      clusters_supported=False)
-    topology, smp_warnings = derive_topology(parse_smp(opts.smp), rules)
+    topology, smp_warnings = smp_topology(opts.smp, rules, get_release(opts.release).smp_parser)
     warnings.extend(smp_warnings)
     vm = VirtualMachine(policy=NonePolicy(opts.arch), machine=machine, topology=topology,
                         cpu_model=CpuModel(name="none", cpu_type="", core_type=None), numa_state=None,
@@ -210,6 +221,17 @@ def _build_none(opts, machine, clock, guest, thread_id_base, warnings) -> BuiltM
     vm.set_slots([])
     vm.finish_startup()
     return BuiltMachine(vm=vm, warnings=warnings)
+
+
+def _check_device_id(text: str, seen: set[str]) -> None:
+    try:
+        ident = dict(parse_option_string(text, implied="driver")).get("id")
+    except OptionError:
+        return                          # _cold_plug reports it
+    if ident is not None and id_wellformed(ident):
+        if ident in seen:
+            raise ConfigError(f"Duplicate ID '{ident}' for device", location=f"-device {text}")
+        seen.add(ident)
 
 
 def _cold_plug(vm: VirtualMachine, text: str, device_ids: set[str]) -> None:

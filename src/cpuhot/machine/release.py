@@ -23,10 +23,39 @@ class Release:
     name: str
     #: what the greeting and ``query-version`` say
     version: tuple[int, int, int]
+    # -- behaviour (QEMU 7.2's by default; each is consulted in one place of the model) ---------
+    #: ``-smp`` grammar, derivation and messages (:data:`cpuhot.machine.smp.SMP_PARSERS`):
+    #: ``machine_parse_smp_config`` (6.1+) or ``smp_parse`` (<= 6.0: QemuOpts, sockets preferred)
+    smp_parser: str = "machine_parse_smp_config"
+    #: ``query-cpus-fast`` entries still carry the deprecated ``arch`` member (removed in 6.0)
+    cpus_fast_arch: bool = False
+    #: an unknown ``-machine`` type is reported with the option as location (``-machine nosuch: ...``)
+    machine_error_location: bool = False
+    #: commands whose events QEMU sends after the command's reply (the main loop acts on a request)
+    events_after_reply: frozenset[str] = frozenset()
+    #: ``device_del`` of ``""`` is DeviceNotFound (5.2 looks the empty name up in /machine/peripheral)
+    empty_device_id_not_found: bool = False
+    #: every ``-device`` option is parsed (duplicate ids refused) before any device is created
+    device_opts_parsed_first: bool = False
+    #: sPAPR CPU core types that do not exist in this release (``power10_v2.0``: 6.0)
+    spapr_cores_missing: frozenset[str] = frozenset()
+
+    def reword(self, text: str) -> str:
+        """An error text of QEMU 7.2 as this release words it (``data/<release>/error-texts.json``:
+        ``[regex, replacement]`` pairs recorded from its QMP replies); 7.2's own texts unchanged."""
+        for pattern, replacement in _error_texts(self.name):
+            new, n = pattern.subn(replacement, text)
+            if n:
+                return new
+        return text
 
 
 RELEASES: dict[str, Release] = {
-    "5.2": Release("5.2", (5, 2, 0)),       # Debian 11; made exact in the multi-version work
+    # Debian 11; every field recorded from its real QEMU (transcripts/qemu-5.2)
+    "5.2": Release("5.2", (5, 2, 0), smp_parser="smp_parse", cpus_fast_arch=True, machine_error_location=True,
+                   events_after_reply=frozenset({"quit", "system_reset", "system_powerdown"}),
+                   empty_device_id_not_found=True, device_opts_parsed_first=True,
+                   spapr_cores_missing=frozenset({"power10_v2.0"})),
     "7.2": Release("7.2", (7, 2, 22)),      # Debian 12
     "10.0": Release("10.0", (10, 0, 13)),   # Debian 13; made exact in the multi-version work
 }
@@ -51,3 +80,13 @@ def data_text(release: str, filename: str) -> str:
     if own.is_file():
         return own.read_text()
     return base.joinpath(filename).read_text()
+
+
+@cache
+def _error_texts(release: str) -> tuple:
+    import json
+    import re
+    base = resources.files("cpuhot.machine").joinpath("data", release, "error-texts.json")
+    if release == DEFAULT_RELEASE or not base.is_file():
+        return ()
+    return tuple((re.compile(p), r) for p, r in json.loads(base.read_text()))

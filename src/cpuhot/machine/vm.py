@@ -45,6 +45,12 @@ class VirtualMachine:
     #: the QEMU release modelled (:mod:`cpuhot.machine.release`); set by ``build_machine``
     release: str = "7.2"
 
+    @property
+    def qemu(self):
+        """The :class:`~cpuhot.machine.release.Release` modelled: its behavioural rules."""
+        from .release import get_release
+        return get_release(self.release)
+
     def __init__(self, *, policy, machine, topology, cpu_model, numa_state, ram_size: int,
                  accel: str, name: str | None = None, uuid: str | None = None,
                  start_paused: bool = False, clock=None,
@@ -189,34 +195,43 @@ class VirtualMachine:
         # As for query_hotpluggable_cpus: each vCPU's entry is kept (on the vCPU) while it is unchanged.
         show_node = self.props_show_node
         target = self.policy.target
+        arch = self.policy.legacy_arch if self.qemu.cpus_fast_arch else None
         out = []
         append = out.append
         for v in self.vcpus:
             slot = v.device.slot
-            key = (v.thread_id, v.cpu_index, v.qom_path, slot.node_id, show_node, target, slot)
+            key = (v.thread_id, v.cpu_index, v.qom_path, slot.node_id, show_node, target, slot, arch)
             cached = v.__dict__.get("_qcf_entry")
             if cached is not None and cached[0] == key:
                 append(cached[1])
                 continue
             entry = {"thread-id": v.thread_id, "props": slot.qmp_props(show_node),
                      "qom-path": v.qom_path, "cpu-index": v.cpu_index, "target": target}
+            if arch is not None:
+                entry = {"arch": arch, **entry}
             v._qcf_entry = (key, entry)
             append(entry)
         return out
 
     def query_cpus(self) -> list[dict]:
-        """Legacy ``query-cpus`` (QEMU <= 5.2): vCPUs in cpu-index order."""
+        """Legacy ``query-cpus`` (QEMU <= 5.2), as the real 5.2 answers it: vCPUs in creation order
+        (``CPU_FOREACH``), ``current`` for the first; every vCPU but the first is ``halted`` until a
+        guest starts it (x86 APs wait for INIT/SIPI, sPAPR threads for RTAS start-cpu)."""
         show_node = self.props_show_node
-        halted = self.runstate != "running"
+        running = self.runstate == "running"
         arch = self.policy.legacy_arch
         out = []
-        for i, v in enumerate(sorted(self.vcpus, key=lambda v: v.cpu_index)):
-            entry = {"CPU": v.cpu_index, "current": i == 0, "halted": halted, "qom_path": v.qom_path,
-                     "thread_id": v.thread_id, "props": v.device.slot.qmp_props(show_node), "arch": arch}
+        for i, v in enumerate(self.vcpus):
+            entry = {"arch": arch, "current": i == 0, "props": v.device.slot.qmp_props(show_node),
+                     "CPU": v.cpu_index}
             if arch == "x86":
+                entry["qom_path"] = v.qom_path
                 entry["pc"] = 0xFFFFFFF0
             else:
                 entry["nip"] = 0x100
+                entry["qom_path"] = v.qom_path
+            entry["halted"] = i != 0 and not (running and v.online)
+            entry["thread_id"] = v.thread_id
             out.append(entry)
         return out
 
@@ -267,11 +282,11 @@ class VirtualMachine:
     def _check_driver(self, driver: str) -> None:
         arch = self.policy.arch
         from .cpu_models import cpu_definitions, known_plug_types
-        if driver in known_plug_types(arch):
+        if driver in known_plug_types(arch, self.release):
             return
         if driver in ABSTRACT_TYPES[arch]:
             raise GenericError("Parameter 'driver' expects a non-abstract device type")
-        if arch == "ppc64" and any(d["typename"] == driver for d in cpu_definitions(arch)):
+        if arch == "ppc64" and any(d["typename"] == driver for d in cpu_definitions(arch, self.release)):
             raise GenericError("Parameter 'driver' expects a pluggable device type")
         raise GenericError(f"'{driver}' is not a valid device model name")
 
@@ -405,6 +420,8 @@ class VirtualMachine:
             return self._resolve_absolute(ident, parts)
         parts = [p for p in ident.split("/") if p]
         if not parts:
+            if ident == "" and self.qemu.empty_device_id_not_found:
+                raise DeviceNotFound("Device '' not found")
             raise GenericError(f"{ident} is not a hotpluggable device")
         dev = self.peripheral.get(parts[0])
         if dev is None:

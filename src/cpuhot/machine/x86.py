@@ -34,8 +34,9 @@ class X86Policy:
     legacy_arch = "x86"
 
     def __init__(self, family: str, topology: CpuTopology, cpu_type: str, accel: str, cpu_max: int,
-                 cpu_text: str = "qemu64"):
+                 cpu_text: str = "qemu64", release: str = "7.2"):
         self.cpu_text = cpu_text
+        self.release = release
         self.family = family
         self.topology = topology
         self.cpu_type = cpu_type
@@ -64,7 +65,7 @@ class X86Policy:
         """TCG's complaints about CPUID features it cannot provide, printed per CPU realised."""
         if self.accel != "tcg":
             return []
-        return [f"warning: {t}" for t in tcg_feature_warnings(self.cpu_text)]
+        return [f"warning: {t}" for t in tcg_feature_warnings(self.cpu_text, self.release)]
 
     def build_slots(self) -> list[CpuSlot]:
         t = self.topology

@@ -108,11 +108,14 @@ class Monitor:
             if not session.negotiated and isinstance(err, CommandNotFound):
                 err = CommandNotFound(NEGOTIATION_DESC)
             reply = error_reply(err, msg_id, has_id)
+            reply["error"]["desc"] = self.vm.qemu.reword(reply["error"]["desc"])
         except Exception as exc:     # a cpuhot bug must not take the connection or the VM down
             log.exception("internal error while handling %r", msg)
             reply = error_reply(GenericError(f"cpuhot internal error: {type(exc).__name__}: {exc}"),
                                 msg_id, has_id)
         out = self.take_events()
+        if isinstance(msg, dict) and msg.get("execute") in self.vm.qemu.events_after_reply:
+            return [(session, reply)] + out
         out.append((session, reply))
         return out
 
