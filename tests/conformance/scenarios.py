@@ -211,9 +211,10 @@ def sc(name, description, tags, args=None, steps=(), binary=X86, vms=None, prefi
     return s
 
 
-def refused(name, description, tags, args, binary=X86):
+def refused(name, description, tags, args, binary=X86, only_versions=None):
     """A start-up that QEMU refuses: only the exit code and stderr are recorded."""
-    return sc(name, description, list(tags) + ["startup-refusal"], args=args, binary=binary, steps=[])
+    return sc(name, description, list(tags) + ["startup-refusal"], args=args, binary=binary, steps=[],
+              only_versions=only_versions)
 
 
 def started(name, description, tags, args, binary=X86, extra=()):
@@ -598,7 +599,12 @@ for _name, _args, _bin, _what in [
      "a core type name is not a -cpu model"),
 ]:
     refused(_name, _what, ["smp" if _name.startswith("smp") else _name.split("-")[0], "x86" if _bin == X86 else "ppc"],
-            _args, binary=_bin)
+            _args, binary=_bin,
+            # QEMU 5.2's generic smp_parse ignores dies (see smp-pseries-dies-ignored)
+            only_versions=["7.2", "10.0"] if _name == "smp-refuse-dies-pseries" else None)
+
+sc("smp-pseries-dies-ignored", "pseries -smp 2,dies=2: QEMU 5.2 accepts dies and ignores it",
+   ["smp", "ppc"], _ps("2,dies=2"), [start(), queries()], binary=PPC, only_versions=["5.2"])
 
 
 # =========================================================================== 4. x86 pc / q35
@@ -1251,7 +1257,7 @@ migration("mig-pc-matching-return-path", "pc: matching CPUs with the return-path
 # with the same slots, on 5.2.  On 7.2 and 10.0 they are the originals.
 
 _SPELLED = {"1,maxcpus=4": "1,sockets=1,cores=4,maxcpus=4", "2,maxcpus=4": "2,sockets=1,cores=4,maxcpus=4",
-            "1,maxcpus=8": "1,sockets=1,cores=8,maxcpus=8"}
+            "1,maxcpus=8": "1,sockets=1,cores=8,maxcpus=8", "2,maxcpus=4,dies=2": "2,sockets=1,dies=2,cores=2,maxcpus=4"}
 
 
 def spelled_out(name: str, only_versions=("5.2",)) -> None:
@@ -1307,3 +1313,11 @@ sc("legacy-query-cpus-pseries-power8", "pseries -cpu POWER8: query-cpus",
 sc("legacy-cpu-add-refused", "QEMU 5.2 has no cpu-add (removed in 5.2): CommandNotFound; query-cpus stays",
    ["legacy", "x86", "pc"], xm("pc", "1,maxcpus=4"),
    [start(), qmp("cpu-add", {"id": 1}), qmp("query-cpus")], only_versions=_LEGACY)
+
+for _name in ["coldplug-refuse-pc-occupied", "coldplug-refuse-pc-range",
+              "cpu-x86-haswell-notsx", "cpu-x86-haswell", "cpu-x86-max", "cpu-x86-qemu64-features", "cpu-x86-qemu64",
+              "hmp-pc-plain", "x86-pc-add-duplicate-id", "x86-pc-add-id-syntax", "x86-pc-add-node-id-no-numa",
+              "x86-pc-add-occupied", "x86-pc-add-props-unknown", "x86-pc-add-props-values",
+              "x86-pc-add-wrong-type", "x86-pc-e1000", "x86-q35-anon-numbering",
+              "x86-q35-e1000"]:
+    spelled_out(_name)

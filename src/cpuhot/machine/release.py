@@ -37,6 +37,14 @@ class Release:
     empty_device_id_not_found: bool = False
     #: every ``-device`` option is parsed (duplicate ids refused) before any device is created
     device_opts_parsed_first: bool = False
+    #: where x86 refuses APIC IDs of 255 and more under TCG: ``x86_cpus_init`` (7.2: "requires kernel
+    #: irqchip and X2APIC API support") or ``pc_machine_done`` (5.2: boot CPUs fail to realize, then
+    #: "requires Extended Interrupt Mode enabled")
+    apic_id_limit_check: str = "x86_cpus_init"
+    #: commands QEMU 7.2 no longer has that this release serves (see :data:`RELEASE_GATED_COMMANDS`)
+    extra_commands: frozenset[str] = frozenset()
+    #: how QMP output writes a double: ``%.17g`` (6.0+) or ``%f`` with trailing zeros cut (<= 5.2)
+    json_double: str = "%.17g"
     #: sPAPR CPU core types that do not exist in this release (``power10_v2.0``: 6.0)
     spapr_cores_missing: frozenset[str] = frozenset()
 
@@ -55,12 +63,18 @@ RELEASES: dict[str, Release] = {
     "5.2": Release("5.2", (5, 2, 0), smp_parser="smp_parse", cpus_fast_arch=True, machine_error_location=True,
                    events_after_reply=frozenset({"quit", "system_reset", "system_powerdown"}),
                    empty_device_id_not_found=True, device_opts_parsed_first=True,
+                   apic_id_limit_check="pc_machine_done", extra_commands=frozenset({"query-events"}),
+                   json_double="%f",
                    spapr_cores_missing=frozenset({"power10_v2.0"})),
     "7.2": Release("7.2", (7, 2, 22)),      # Debian 12
     "10.0": Release("10.0", (10, 0, 13)),   # Debian 13; made exact in the multi-version work
 }
 
 DEFAULT_RELEASE = "7.2"
+
+#: commands that exist only in the releases whose ``extra_commands`` name them (``query-events``:
+#: removed in QEMU 6.0, its table is ``data/<release>/events.json``)
+RELEASE_GATED_COMMANDS = frozenset({"query-events"})
 
 
 def get_release(name: str | Release | None) -> Release:

@@ -47,6 +47,16 @@ class X86Policy:
     def check_config(self) -> None:
         """The x86 refusals that come after -smp parsing."""
         if self.accel == "tcg" and self.topology.max_apic_id >= 255:
+            from .release import get_release
+            if get_release(self.release).apic_id_limit_check == "pc_machine_done":
+                # QEMU 5.2: a boot CPU with APIC ID 255+ fails to realize under TCG; otherwise the
+                # limit is checked when the machine is done, and asks for an interrupt-remapping IOMMU
+                for index in range(self.topology.cpus):
+                    apic_id = self.topology.apic_id_from_index(index)
+                    if apic_id >= 255:
+                        raise ConfigError(f"apic initialization failed. APIC ID {apic_id} is invalid")
+                raise ConfigError("current -smp configuration requires Extended Interrupt Mode enabled. "
+                                  "You can add an IOMMU using: -device intel-iommu,intremap=on,eim=on")
             raise ConfigError("current -smp configuration requires kernel irqchip and X2APIC API support.")
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:

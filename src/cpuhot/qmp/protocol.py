@@ -114,7 +114,8 @@ class Monitor:
             reply = error_reply(GenericError(f"cpuhot internal error: {type(exc).__name__}: {exc}"),
                                 msg_id, has_id)
         out = self.take_events()
-        if isinstance(msg, dict) and msg.get("execute") in self.vm.qemu.events_after_reply:
+        command = msg.get("execute") if isinstance(msg, dict) else None
+        if isinstance(command, str) and command in self.vm.qemu.events_after_reply:
             return [(session, reply)] + out
         out.append((session, reply))
         return out
