@@ -5,6 +5,9 @@ Writes ``src/cpuhot/machine/data/tcg-warnings-x86_64.json``: model -> the warnin
 (``TCG doesn't support requested feature: CPUID.01H:ECX.x2apic [bit 21]``) one boot CPU
 prints, in QEMU's order.  cpuhot prints them for ``-accel tcg`` as QEMU does (per CPU realised).
 Needs ``qemu-system-x86_64``; takes about half a minute.
+
+``python tools/record_tcg_cpu_warnings.py 5.2`` records another release's QEMU (through
+``tools/qemus.py``) into ``data/5.2/`` instead, over that release's CPU models.
 """
 
 import json
@@ -19,9 +22,12 @@ DEFS = OUT.parent / "cpu-definitions-x86_64.json"
 PREFIX = "qemu-system-x86_64: warning: "
 
 
+LAUNCHER = ["qemu-system-x86_64"]
+
+
 def warnings_for(model: str, tmp: str) -> list[str] | None:
     sock = os.path.join(tmp, "q.sock")
-    p = subprocess.Popen(["qemu-system-x86_64", "-S", "-nodefaults", "-display", "none", "-accel", "tcg",
+    p = subprocess.Popen([*LAUNCHER, "-S", "-nodefaults", "-display", "none", "-accel", "tcg",
                           "-machine", "pc", "-cpu", model, "-qmp", f"unix:{sock},server=on,wait=off"],
                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     deadline = time.time() + 10
@@ -47,9 +53,17 @@ def warnings_for(model: str, tmp: str) -> list[str] | None:
 
 
 def main() -> None:
+    import sys
+    global LAUNCHER, OUT, DEFS
+    if len(sys.argv) > 1:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import qemus
+        LAUNCHER = qemus.launcher(sys.argv[1], "x86_64")
+        OUT = OUT.parent / sys.argv[1] / OUT.name
+        DEFS = OUT.parent / DEFS.name
     models = [d["name"] for d in json.loads(DEFS.read_text())]
     table = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         for m in models:
             w = warnings_for(m, tmp)
             if w:

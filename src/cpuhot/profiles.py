@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .machine.release import RELEASE_GATED_COMMANDS, get_release
+
 CPUHOT_PREFIX = "x-cpuhot-"
 
 
@@ -48,6 +50,8 @@ class Profile:
     def serves(self, command: str) -> bool:
         if command.startswith(CPUHOT_PREFIX):
             return self.cpuhot_commands
+        if command in RELEASE_GATED_COMMANDS and command not in get_release(self.release).extra_commands:
+            return False
         return command not in self.without
 
 

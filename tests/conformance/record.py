@@ -45,6 +45,11 @@ class RecordError(Exception):
     pass
 
 
+class StartRefused(RecordError):
+    """A scenario connects to a VM that this QEMU refused to start (e.g. an -smp another release
+    accepts): the transcript is the refusal, with the steps recorded up to that connect."""
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -429,7 +434,7 @@ class Run:
         if op == "connect":
             vm = self.vms[a.get("vm") or "vm0"]
             if vm.refused:
-                raise RecordError(f"connect to refused VM {vm.name}")
+                raise StartRefused(f"connect to refused VM {vm.name}")
             c = Client(a.get("c", "c0"), vm)
             self.clients[c.name] = c
             c.connect()
@@ -523,11 +528,14 @@ class Run:
                 vm.start()
             for vm in self.vms.values():
                 vm.wait_ready()
-            for a in sc["steps"]:
-                # a start-up some releases refuse ("may_refuse"): the refusal is the transcript
-                if sc.get("may_refuse") and any(v.refused for v in self.vms.values()):
-                    break
-                self.do(a)
+            try:
+                for a in sc["steps"]:
+                    # a start-up some releases refuse ("may_refuse"): the refusal is the transcript
+                    if sc.get("may_refuse") and any(v.refused for v in self.vms.values()):
+                        break
+                    self.do(a)
+            except StartRefused:
+                self.refused_here = True
             # let a VM that is on its way out (after quit / failed migration) finish
             for vm in self.vms.values():
                 vm.poll_exit()
@@ -555,7 +563,8 @@ class Run:
         t = {
             "name": sc["name"],
             "description": sc["description"],
-            "tags": list(sc["tags"]),
+            "tags": list(sc["tags"]) + (["startup-refusal"] if getattr(self, "refused_here", False)
+                                        and "startup-refusal" not in sc["tags"] else []),
             "qemu_version": qemu_version(first),
             "volatile_keys": list(sc["volatile_keys"]),
         }

@@ -24,7 +24,7 @@ from __future__ import annotations
 X86 = "qemu-system-x86_64"
 PPC = "qemu-system-ppc64"
 PREFIX = ["-S", "-nodefaults", "-display", "none", "-accel", "tcg"]
-VOLATILE = ["timestamp", "thread-id", "package"]
+VOLATILE = ["timestamp", "thread-id", "thread_id", "package"]   # thread_id: query-cpus (<= 5.2)
 QUIET = 0.3  # seconds of silence recorded as recv_none when no reply is expected
 
 QEMU64 = "qemu64-x86_64-cpu"
@@ -211,9 +211,10 @@ def sc(name, description, tags, args=None, steps=(), binary=X86, vms=None, prefi
     return s
 
 
-def refused(name, description, tags, args, binary=X86):
+def refused(name, description, tags, args, binary=X86, only_versions=None):
     """A start-up that QEMU refuses: only the exit code and stderr are recorded."""
-    return sc(name, description, list(tags) + ["startup-refusal"], args=args, binary=binary, steps=[])
+    return sc(name, description, list(tags) + ["startup-refusal"], args=args, binary=binary, steps=[],
+              only_versions=only_versions)
 
 
 def started(name, description, tags, args, binary=X86, extra=()):
@@ -598,7 +599,12 @@ for _name, _args, _bin, _what in [
      "a core type name is not a -cpu model"),
 ]:
     refused(_name, _what, ["smp" if _name.startswith("smp") else _name.split("-")[0], "x86" if _bin == X86 else "ppc"],
-            _args, binary=_bin)
+            _args, binary=_bin,
+            # QEMU 5.2's generic smp_parse ignores dies (see smp-pseries-dies-ignored)
+            only_versions=["7.2", "10.0"] if _name == "smp-refuse-dies-pseries" else None)
+
+sc("smp-pseries-dies-ignored", "pseries -smp 2,dies=2: QEMU 5.2 accepts dies and ignores it",
+   ["smp", "ppc"], _ps("2,dies=2"), [start(), queries()], binary=PPC, only_versions=["5.2"])
 
 
 # =========================================================================== 4. x86 pc / q35
@@ -889,7 +895,9 @@ sc("ppc-pseries-power8-plug", "pseries -cpu POWER8: plug the matching core type,
 
 sc("ppc-pseries-running-plug-unplug", "pseries: hot-plug/unplug while running (no guest): same immediate removal",
    ["ppc", "pseries", "device_add", "device_del", "events"], ps("1,maxcpus=4"),
-   [start(), qmp("cont"), core(1, id="r1"), settle(QUIET), ddel("r1", settle=QUIET), queries()], binary=PPC)
+   [start(), qmp("cont"), core(1, id="r1"), settle(QUIET), ddel("r1", settle=QUIET), queries()], binary=PPC,
+   # QEMU 5.2 (TCG, no firmware) does not answer this device_add within 15 s once running
+   only_versions=["7.2", "10.0"])
 
 
 # =========================================================================== 6. NUMA
@@ -1177,7 +1185,7 @@ def _mig_final(m):
 
 
 def migration(name, description, tags, src_args, dst_args, src_setup=(), binary=X86, events=True, dst_fails=False,
-              after=(), return_path=False):
+              after=(), return_path=False, only_versions=None):
     """src and dst are both paused (-S); dst listens on {tmp}/mig.sock; src migrates to it.
 
     Without the return-path capability the source's verdict on a migration that the target
@@ -1207,7 +1215,7 @@ def migration(name, description, tags, src_args, dst_args, src_setup=(), binary=
     steps += [qmp("query-status", c="s"), settle(QUIET, c="s"), after]
     sc(name, description, ["migration"] + list(tags),
        vms={"src": vm(src_args, binary), "dst": vm(list(dst_args) + ["-incoming", MIG_URI], binary)},
-       steps=steps, volatile_keys=MIG_VOLATILE)
+       steps=steps, volatile_keys=MIG_VOLATILE, only_versions=only_versions)
 
 
 _PC4 = xm("pc", "1,maxcpus=4")
@@ -1217,7 +1225,8 @@ migration("mig-pc-matching-polled", "pc: as mig-pc-matching without the events c
           ["x86", "pc"], _PC4, _PC4 + xdev(0, 2, 0, id="hp2"), [cpu(0, 2, 0, id="hp2")], events=False)
 migration("mig-pc-src-extra-cpu", "pc: source has hot-plugged CPU in slot 2, target lacks it: target fails to load "
           "(return-path on, so the source reports failed)",
-          ["x86", "pc", "return-path"], _PC4, _PC4, [cpu(0, 2, 0, id="hp2")], dst_fails=True, return_path=True)
+          ["x86", "pc", "return-path"], _PC4, _PC4, [cpu(0, 2, 0, id="hp2")], dst_fails=True, return_path=True,
+          only_versions=["7.2", "10.0"])   # 5.2 gives 4 sockets of 1 core: its plug fails; see the -cores4 copy
 migration("mig-pc-dst-extra-cpu", "pc: target has an extra -device CPU the source lacks",
           ["x86", "pc"], _PC4, _PC4 + xdev(0, 2, 0, id="hp2"), [])
 migration("mig-pc-different-maxcpus", "pc: source -smp 1,maxcpus=4, target -smp 1,maxcpus=8",
@@ -1238,6 +1247,80 @@ migration("mig-pseries-src-extra-core", "pseries: source has hot-plugged core 2,
           dst_fails=True, return_path=True)
 migration("mig-pc-matching-return-path", "pc: matching CPUs with the return-path capability on both sides",
           ["x86", "pc", "return-path"], _PC4, _PC4 + xdev(0, 2, 0, id="hp2"), [cpu(0, 2, 0, id="hp2")], return_path=True)
+
+
+# =========================================================================== QEMU 5.2's -smp spelled out
+
+# QEMU before 6.2 (and every pc-*-6.1 and older machine) derives ``-smp 1,maxcpus=4`` as 4 sockets
+# of 1 core, so on 5.2 the scenarios above that plug socket-id=0,core-id=N record a refused start
+# (or a refused plug).  These copies spell the topology out (1 socket, 4 cores): the same flows,
+# with the same slots, on 5.2.  On 7.2 and 10.0 they are the originals.
+
+_SPELLED = {"1,maxcpus=4": "1,sockets=1,cores=4,maxcpus=4", "2,maxcpus=4": "2,sockets=1,cores=4,maxcpus=4",
+            "1,maxcpus=8": "1,sockets=1,cores=8,maxcpus=8", "2,maxcpus=4,dies=2": "2,sockets=1,dies=2,cores=2,maxcpus=4"}
+
+
+def spelled_out(name: str, only_versions=("5.2",)) -> None:
+    import copy
+    base = next(x for x in _SCENARIOS if x["name"] == name)
+    s = copy.deepcopy({k: v for k, v in base.items() if k != "steps"})
+    s["steps"] = list(base["steps"])
+    s["name"] = f"{name}-cores4"
+    s["description"] = base["description"] + " (-smp with sockets=1 and cores spelled out)"
+    for spec in s["vms"].values():
+        spec["args"] = [_SPELLED.get(a, a) for a in spec["args"]]
+    assert any(set(_SPELLED.values()) & set(spec["args"]) for spec in s["vms"].values()), name
+    s["only_versions"] = list(only_versions)
+    _SCENARIOS.append(s)
+
+
+for _name in ["coldplug-pc-id", "coldplug-pc-anon", "coldplug-pc-out-of-order", "coldplug-q35-id",
+              "coldplug-q35-anon", "coldplug-q35-out-of-order", "mig-pc-matching", "mig-pc-matching-polled",
+              "mig-pc-src-extra-cpu", "mig-pc-dst-extra-cpu", "mig-pc-out-of-order", "mig-pc-different-ids",
+              "mig-pc-different-slot", "mig-pc-matching-return-path"]:
+    spelled_out(_name)
+
+for _name in ["x86-pc-plug-in-order", "x86-q35-plug-in-order", "x86-pc-device-del", "x86-q35-device-del",
+              "x86-pc-anon-numbering", "x86-pc-hotplugged-then-queries-running"]:
+    spelled_out(_name)
+
+
+# =========================================================================== legacy query-cpus (QEMU <= 5.2)
+
+# query-cpus was removed in QEMU 6.0: these are what libvirt's old CPU-hotplug flow reads.
+# Paused only (prelaunch): a running vCPU's pc/nip and halted flag move with the firmware.
+_LEGACY = ["5.2"]
+sc("legacy-query-cpus-pc", "pc: query-cpus of boot CPUs, hot-plugged (by id and anonymous) and after device_del",
+   ["legacy", "x86", "pc", "device_add"], xm("pc", "2,sockets=1,cores=4,maxcpus=4"),
+   [start(), qmp("query-cpus"), cpu(0, 3, 0, id="c3"), cpu(0, 2, 0), qmp("query-cpus"), qcf(),
+    ddel("c3", settle=QUIET), qmp("query-cpus"), qmp("query-status")], only_versions=_LEGACY)
+sc("legacy-query-cpus-pc-sockets", "pc: -smp 1,maxcpus=4 (4 sockets on 5.2): query-cpus after plugging socket 2",
+   ["legacy", "x86", "pc", "device_add"], xm("pc", "1,maxcpus=4"),
+   [start(), qmp("query-cpus"), cpu(2, 0, 0, id="s2"), qmp("query-cpus"), queries()], only_versions=_LEGACY)
+sc("legacy-query-cpus-q35-numa", "q35 with two NUMA nodes: query-cpus props carry node-id",
+   ["legacy", "x86", "q35", "numa"],
+   xm("q35", "2,sockets=2,cores=2,maxcpus=4") + MEM2 + N2 + ["-numa", "cpu,node-id=0,socket-id=0",
+                                                              "-numa", "cpu,node-id=1,socket-id=1"],
+   [start(), qmp("query-cpus"), cpu(1, 1, 0, id="n1"), qmp("query-cpus"), qcf()], only_versions=_LEGACY)
+sc("legacy-query-cpus-pseries", "pseries: query-cpus of the boot core, a hot-plugged core and after device_del",
+   ["legacy", "ppc", "pseries", "device_add"], ps("1,maxcpus=4"),
+   [start(), qmp("query-cpus"), core(2, id="c2"), core(1), qmp("query-cpus"), qcf(),
+    ddel("c2", settle=QUIET), qmp("query-cpus")], binary=PPC, only_versions=_LEGACY)
+sc("legacy-query-cpus-pseries-power8", "pseries -cpu POWER8: query-cpus",
+   ["legacy", "ppc", "pseries"], ps("2,maxcpus=4", "-cpu", "POWER8"),
+   [start(), qmp("query-cpus"), core(3, driver=P8, id="c3"), qmp("query-cpus")], binary=PPC,
+   only_versions=_LEGACY)
+sc("legacy-cpu-add-refused", "QEMU 5.2 has no cpu-add (removed in 5.2): CommandNotFound; query-cpus stays",
+   ["legacy", "x86", "pc"], xm("pc", "1,maxcpus=4"),
+   [start(), qmp("cpu-add", {"id": 1}), qmp("query-cpus")], only_versions=_LEGACY)
+
+for _name in ["coldplug-refuse-pc-occupied", "coldplug-refuse-pc-range",
+              "cpu-x86-haswell-notsx", "cpu-x86-haswell", "cpu-x86-max", "cpu-x86-qemu64-features", "cpu-x86-qemu64",
+              "hmp-pc-plain", "x86-pc-add-duplicate-id", "x86-pc-add-id-syntax", "x86-pc-add-node-id-no-numa",
+              "x86-pc-add-occupied", "x86-pc-add-props-unknown", "x86-pc-add-props-values",
+              "x86-pc-add-wrong-type", "x86-pc-e1000", "x86-q35-anon-numbering",
+              "x86-q35-e1000"]:
+    spelled_out(_name)
 
 
 # =========================================================================== s390x (scenarios_s390x.py)

@@ -18,9 +18,9 @@ from .errors import ConfigError, QMPError
 from .machines import MachineType, find_machine
 from .numa import NumaBuilder, parse_numa_option
 from .options import OptionError, parse_option_string, parse_size
-from .smp import SmpRules, derive_topology, parse_smp
 from .release import get_release
 from .s390x import S390Policy
+from .smp import SmpRules, smp_topology
 from .smp_releases import derive as derive_smp_of_release
 from .spapr import SpaprPolicy
 from .vm import CpuIndexRule, VirtualMachine
@@ -123,18 +123,17 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     if clock is None:
         clock = VirtualClock() if opts.clock == "virtual" else RealClock()
     type_name, machine_props = _machine_props(opts.machine)
+    release = get_release(opts.release)
     try:
         machine = find_machine(opts.arch, type_name, opts.release)
     except ConfigError as e:
-        rel = get_release(opts.release)
-        if rel.machine_error_location and opts.machine is not None:
+        if release.machine_error_location and opts.machine is not None:
             e.location = f"-machine {opts.machine}"
-        e.message = rel.unknown_machine_text.format(name=type_name)
+        e.message = release.unknown_machine_text.format(name=type_name)
         e.args = (e.message,)
         raise
-    deprecated_text = get_release(opts.release).deprecated_machine_text
-    if machine.deprecated and deprecated_text:
-        warnings.append(deprecated_text.format(name=machine.name))
+    if machine.deprecated and release.deprecated_machine_text:
+        warnings.append(release.deprecated_machine_text.format(name=machine.name))
     accel = "kvm" if opts.force_kvm else machine_props.get("accel", opts.accel).split(":")[0]
     opts.accel = accel
     if machine.family == "none":
@@ -144,7 +143,6 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
                           "(it simulates pc-i440fx-*, pc-q35-*, pseries-* and s390-ccw-virtio-*)")
     family = machine.family
     version = machine.version
-    release = get_release(opts.release)
     s390x = family == "s390-ccw-virtio"
     rules = SmpRules(machine_name=machine.name, max_cpus=machine.cpu_max,
                      dies_supported=family in ("pc", "q35"), clusters_supported=False,
@@ -154,7 +152,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
         # s390x's -smp follows its release's generic rules (5.2: smp_parse, 10.0: with drawers/books)
         topology, smp_warnings = derive_smp_of_release(opts.smp, rules, release.smp_rules)
     else:
-        topology, smp_warnings = derive_topology(parse_smp(opts.smp), rules)
+        topology, smp_warnings = smp_topology(opts.smp, rules, release.smp_parser)
     warnings.extend(smp_warnings)
     cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type, opts.release)
     ram_size = _memory_size(opts.memory, PSERIES_DEFAULT_RAM if family == "pseries" else DEFAULT_RAM)
@@ -197,6 +195,10 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
         vm.vcpu_threads = VcpuThreads()
     vm.create_boot_cpus()
     device_ids: set[str] = set()
+    if release.device_opts_parsed_first:        # QemuOpts refuses a duplicate id before any -device is made
+        seen: set[str] = set()
+        for text in opts.devices:
+            _check_device_id(text, seen)
     for text in opts.devices:
         _cold_plug(vm, text, device_ids)
     warnings.extend(text for _, text in vm.stderr)
@@ -211,7 +213,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
 
 def _x86_policy(opts, machine, topology, cpu_model, accel, release):
     return X86Policy(machine.family, topology, cpu_model.cpu_type, accel, machine.cpu_max,
-                     cpu_text=opts.cpu or cpu_model.name)
+                     cpu_text=opts.cpu or cpu_model.name, release=opts.release)
 
 
 def _spapr_policy(opts, machine, topology, cpu_model, accel, release):
@@ -235,7 +237,7 @@ def _build_none(opts, machine, clock, guest, thread_id_base, warnings) -> BuiltM
     from .none import NonePolicy
     rules = SmpRules(machine_name=machine.name, max_cpus=machine.cpu_max, dies_supported=False,
                      clusters_supported=False)
-    topology, smp_warnings = derive_topology(parse_smp(opts.smp), rules)
+    topology, smp_warnings = smp_topology(opts.smp, rules, get_release(opts.release).smp_parser)
     warnings.extend(smp_warnings)
     vm = VirtualMachine(policy=NonePolicy(opts.arch), machine=machine, topology=topology,
                         cpu_model=CpuModel(name="none", cpu_type="", core_type=None), numa_state=None,
@@ -246,6 +248,17 @@ def _build_none(opts, machine, clock, guest, thread_id_base, warnings) -> BuiltM
     vm.set_slots([])
     vm.finish_startup()
     return BuiltMachine(vm=vm, warnings=warnings)
+
+
+def _check_device_id(text: str, seen: set[str]) -> None:
+    try:
+        ident = dict(parse_option_string(text, implied="driver")).get("id")
+    except OptionError:
+        return                          # _cold_plug reports it
+    if ident is not None and id_wellformed(ident):
+        if ident in seen:
+            raise ConfigError(f"Duplicate ID '{ident}' for device", location=f"-device {text}")
+        seen.add(ident)
 
 
 def _cold_plug(vm: VirtualMachine, text: str, device_ids: set[str]) -> None:

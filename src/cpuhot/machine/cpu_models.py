@@ -42,17 +42,17 @@ def cpu_definitions(arch: str, release: str = DEFAULT_RELEASE) -> tuple[dict, ..
     return tuple(raw)
 
 
-def _x86_types() -> dict[str, str]:
-    return {d["name"]: d["typename"] for d in cpu_definitions("x86_64")}
+def _x86_types(release: str = DEFAULT_RELEASE) -> dict[str, str]:
+    return {d["name"]: d["typename"] for d in cpu_definitions("x86_64", release)}
 
 
 def resolve_cpu_model(arch: str, text: str | None, default_cpu_type: str | None,
                       release: str = DEFAULT_RELEASE) -> CpuModel:
-    """Resolve ``-cpu MODEL[,features]`` (features are accepted and ignored)."""
+    """Resolve ``-cpu MODEL[,features]`` (features are accepted and ignored) among ``release``'s models."""
     if text is None:
         if default_cpu_type is None:
             raise ConfigError("machine has no default CPU type")
-        return model_from_type(arch, default_cpu_type)
+        return model_from_type(arch, default_cpu_type, release)
     name = text.split(",", 1)[0]
     if arch == "s390x":
         # s390x model names are exact: qemu, max, z14, z14.2-base, ... (type NAME-s390x-cpu)
@@ -61,42 +61,41 @@ def resolve_cpu_model(arch: str, text: str | None, default_cpu_type: str | None,
                 return CpuModel(name=name, cpu_type=d["typename"], core_type=None)
         raise ConfigError(f"unable to find CPU model '{name}'")
     if arch == "x86_64":
-        types = _x86_types()
+        types = _x86_types(release)
         if name not in types:
             raise ConfigError(f"unable to find CPU model '{name}'")
         return CpuModel(name=name, cpu_type=types[name], core_type=None)
     lname = name.lower()
-    for d in cpu_definitions("ppc64"):
+    for d in cpu_definitions("ppc64", release):
         if d["name"].lower() == lname and d["typename"]:
-            return model_from_type(arch, d["typename"])
-    for d in cpu_definitions("ppc64"):
+            return model_from_type(arch, d["typename"], release)
+    for d in cpu_definitions("ppc64", release):
         if d["name"].lower() == lname:
-            return model_from_type(arch, f"{d['name']}-powerpc64-cpu")
+            return model_from_type(arch, f"{d['name']}-powerpc64-cpu", release)
     raise ConfigError(f"unable to find CPU model '{name}'")
 
 
-def model_from_type(arch: str, cpu_type: str) -> CpuModel:
+def model_from_type(arch: str, cpu_type: str, release: str = DEFAULT_RELEASE) -> CpuModel:
     if arch == "s390x":
         return CpuModel(name=cpu_type.removesuffix("-s390x-cpu"), cpu_type=cpu_type, core_type=None)
     if arch == "x86_64":
         return CpuModel(name=cpu_type.removesuffix("-x86_64-cpu"), cpu_type=cpu_type, core_type=None)
     family = cpu_type.removesuffix("-powerpc64-cpu")
-    core = f"{family}-spapr-cpu-core" if family in SPAPR_CORE_MODELS else None
+    core = f"{family}-spapr-cpu-core" if family in spapr_core_models(release) else None
     return CpuModel(name=family, cpu_type=cpu_type, core_type=core)
 
 
 @cache
-def _tcg_warning_table() -> dict[str, list[str]]:
-    path = resources.files("cpuhot.machine").joinpath("data/tcg-warnings-x86_64.json")
-    return json.loads(path.read_text())
+def _tcg_warning_table(release: str = DEFAULT_RELEASE) -> dict[str, list[str]]:
+    return json.loads(data_text(release, "tcg-warnings-x86_64.json"))
 
 
 @cache
-def _tcg_feature_lines() -> tuple[dict[str, str], dict[str, int]]:
+def _tcg_feature_lines(release: str = DEFAULT_RELEASE) -> tuple[dict[str, str], dict[str, int]]:
     """feature name -> warning text, and the print rank of each CPUID word."""
     lines: dict[str, str] = {}
     rank: dict[str, int] = {}
-    for texts in _tcg_warning_table().values():
+    for texts in _tcg_warning_table(release).values():
         for text in texts:
             where = text.split(": ", 1)[1]             # CPUID.01H:ECX.x2apic [bit 21]
             word, rest = where.rsplit(".", 1)
@@ -106,11 +105,11 @@ def _tcg_feature_lines() -> tuple[dict[str, str], dict[str, int]]:
     return lines, rank
 
 
-def tcg_feature_warnings(cpu_text: str) -> list[str]:
-    """What QEMU 7.2's TCG prints (one line per feature) when it realises an x86 CPU of ``-cpu cpu_text``."""
+def tcg_feature_warnings(cpu_text: str, release: str = DEFAULT_RELEASE) -> list[str]:
+    """What QEMU's TCG prints (one line per feature) when it realises an x86 CPU of ``-cpu cpu_text``."""
     name, *features = cpu_text.split(",")
-    table = _tcg_warning_table()
-    feature_lines, rank = _tcg_feature_lines()
+    table = _tcg_warning_table(release)
+    feature_lines, rank = _tcg_feature_lines(release)
     wanted = {t.split(": ", 1)[1].rsplit(".", 1)[1].split(" [", 1)[0]: t for t in table.get(name, [])}
     for f in features:
         if f.startswith("+") or f.endswith("=on"):
@@ -129,10 +128,16 @@ def tcg_feature_warnings(cpu_text: str) -> list[str]:
 
 
 @cache
-def known_plug_types(arch: str) -> frozenset[str]:
-    """Every CPU device type ``device_add`` recognises as a driver name on ``arch``."""
+def known_plug_types(arch: str, release: str = DEFAULT_RELEASE) -> frozenset[str]:
+    """Every CPU device type ``device_add`` recognises as a driver name on ``arch`` in ``release``."""
     if arch == "x86_64":
-        return frozenset(t for t in _x86_types().values() if t)
+        return frozenset(t for t in _x86_types(release).values() if t)
     if arch == "s390x":
-        return frozenset(d["typename"] for d in cpu_definitions(arch) if d["typename"])
-    return frozenset(f"{f}-spapr-cpu-core" for f in SPAPR_CORE_MODELS)
+        return frozenset(d["typename"] for d in cpu_definitions(arch, release) if d["typename"])
+    return frozenset(f"{f}-spapr-cpu-core" for f in spapr_core_models(release))
+
+
+def spapr_core_models(release: str = DEFAULT_RELEASE) -> frozenset[str]:
+    """The CPU families with a ``*-spapr-cpu-core`` type in ``release``."""
+    from .release import get_release
+    return SPAPR_CORE_MODELS - get_release(release).spapr_cores_missing

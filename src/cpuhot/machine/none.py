@@ -25,11 +25,11 @@ class NonePolicy:
     def on_run(self, vm) -> None:
         pass
 
-    def plug_types(self) -> frozenset[str]:
+    def plug_types(self, release: str) -> frozenset[str]:
         from .cpu_models import known_plug_types
-        return known_plug_types(self.arch)
+        return known_plug_types(self.arch, release)
 
-    def unpluggable_models(self) -> frozenset[str]:
+    def unpluggable_models(self, release: str) -> frozenset[str]:
         return frozenset()
 
     def child_names(self, device) -> set[str]:

@@ -23,6 +23,30 @@ class Release:
     name: str
     #: what the greeting and ``query-version`` say
     version: tuple[int, int, int]
+    # -- behaviour (QEMU 7.2's by default; each is consulted in one place of the model) ---------
+    #: ``-smp`` grammar, derivation and messages (:data:`cpuhot.machine.smp.SMP_PARSERS`):
+    #: ``machine_parse_smp_config`` (6.1+) or ``smp_parse`` (<= 6.0: QemuOpts, sockets preferred)
+    smp_parser: str = "machine_parse_smp_config"
+    #: ``query-cpus-fast`` entries still carry the deprecated ``arch`` member (removed in 6.0)
+    cpus_fast_arch: bool = False
+    #: an unknown ``-machine`` type is reported with the option as location (``-machine nosuch: ...``)
+    machine_error_location: bool = False
+    #: commands whose events QEMU sends after the command's reply (the main loop acts on a request)
+    events_after_reply: frozenset[str] = frozenset()
+    #: ``device_del`` of ``""`` is DeviceNotFound (5.2 looks the empty name up in /machine/peripheral)
+    empty_device_id_not_found: bool = False
+    #: every ``-device`` option is parsed (duplicate ids refused) before any device is created
+    device_opts_parsed_first: bool = False
+    #: where x86 refuses APIC IDs of 255 and more under TCG: ``x86_cpus_init`` (7.2: "requires kernel
+    #: irqchip and X2APIC API support") or ``pc_machine_done`` (5.2: boot CPUs fail to realize, then
+    #: "requires Extended Interrupt Mode enabled")
+    apic_id_limit_check: str = "x86_cpus_init"
+    #: commands QEMU 7.2 no longer has that this release serves (see :data:`RELEASE_GATED_COMMANDS`)
+    extra_commands: frozenset[str] = frozenset()
+    #: how QMP output writes a double: ``%.17g`` (6.0+) or ``%f`` with trailing zeros cut (<= 5.2)
+    json_double: str = "%.17g"
+    #: sPAPR CPU core types that do not exist in this release (``power10_v2.0``: 6.0)
+    spapr_cores_missing: frozenset[str] = frozenset()
     # -- fields appended by the s390x work (issue 12); the defaults are QEMU 7.2's behaviour --------
     #: how ``-smp`` is parsed and derived: "7.2" (machine_parse_smp_config of 7.2), "5.2" (vl.c's
     #: smp_parse, used by every board but pc), "10.0" (with drawers and books)
@@ -37,8 +61,6 @@ class Release:
     #: s390x: what TCG says of a model newer than it can emulate (5.2), else the feature list
     s390x_too_new_text: str | None = None
     s390x_features_text: str = "Some features requested in the CPU model are not available in the configuration"
-    #: ``query-cpus-fast`` entries still carry the deprecated ``arch`` member (removed in 6.0)
-    query_cpus_fast_arch: bool = False
     #: device_add of a read-only property (``hotplugged``)
     readonly_property_text: str = "Property '{driver}.{key}' is not writable"
     #: device_add's property values go through the string input visitor (5.2, 10.0: a value that
@@ -54,8 +76,6 @@ class Release:
     status_singlestep: bool = True
     #: the events of a guest panic without -no-shutdown (5.2 pauses first, then powers off)
     panic_poweroff_events: tuple[str, ...] = ("GUEST_PANICKED:poweroff", "SHUTDOWN")
-    #: an unknown -machine type is reported with the option as location (5.2)
-    machine_error_location: bool = False
     #: query-hotpluggable-cpus on a machine without CPU hotplug (-machine none)
     no_hotplug_text: str = "The feature 'query-hotpluggable-cpus' is not enabled"
     #: printed at start-up for a deprecated machine type (None: this release prints nothing)
@@ -74,8 +94,15 @@ class Release:
     return_path_failure_text: str | None = None
     #: a source whose migration failed goes back to its run state (10.0), or stays postmigrate (7.2)
     failed_migration_restores_runstate: bool = False
-    #: system_reset's RESET event comes after its reply (5.2: the reset runs in the main loop)
-    reset_event_after_reply: bool = False
+
+    def reword(self, text: str) -> str:
+        """An error text of QEMU 7.2 as this release words it (``data/<release>/error-texts.json``:
+        ``[regex, replacement]`` pairs recorded from its QMP replies); 7.2's own texts unchanged."""
+        for pattern, replacement in _error_texts(self.name):
+            new, n = pattern.subn(replacement, text)
+            if n:
+                return new
+        return text
 
     def int_error(self, name: str, ctype: str) -> str:
         """The text for a device property value that is not a number at all."""
@@ -94,15 +121,21 @@ class Release:
 
 
 RELEASES: dict[str, Release] = {
-    "5.2": Release("5.2", (5, 2, 0), smp_rules="5.2", s390x_threads_refused=False,
+    # Debian 11; every field recorded from its real QEMU (transcripts/qemu-5.2)
+    "5.2": Release("5.2", (5, 2, 0), smp_parser="smp_parse", cpus_fast_arch=True, machine_error_location=True,
+                   events_after_reply=frozenset({"quit", "system_reset", "system_powerdown"}),
+                   empty_device_id_not_found=True, device_opts_parsed_first=True,
+                   apic_id_limit_check="pc_machine_done", extra_commands=frozenset({"query-events"}),
+                   json_double="%f",
+                   spapr_cores_missing=frozenset({"power10_v2.0"}),
+                   smp_rules="5.2", s390x_threads_refused=False,
                    s390x_same_models=(),
                    s390x_too_new_text="Selected CPU generation is too new. Maximum supported model in the "
                                       "configuration: 'z13.2'",
-                   query_cpus_fast_arch=True, readonly_property_text="Insufficient permission to perform this operation",
+                   readonly_property_text="Insufficient permission to perform this operation",
                    string_input_visitor=True, abstract_driver_text="Parameter 'driver' expects non-abstract device type",
                    panic_poweroff_events=("GUEST_PANICKED:pause", "GUEST_PANICKED:poweroff", "STOP", "SHUTDOWN"),
-                   machine_error_location=True, duplicate_id_text="Duplicate ID '{id}' for device",
-                   reset_event_after_reply=True),
+                   duplicate_id_text="Duplicate ID '{id}' for device"),
     "7.2": Release("7.2", (7, 2, 22)),      # Debian 12
     "10.0": Release("10.0", (10, 0, 13), smp_rules="10.0", s390x_topology=True,
                     s390x_features_text="Some features requested in the CPU model are not available in the current "
@@ -118,6 +151,10 @@ RELEASES: dict[str, Release] = {
 }
 
 DEFAULT_RELEASE = "7.2"
+
+#: commands that exist only in the releases whose ``extra_commands`` name them (``query-events``:
+#: removed in QEMU 6.0, its table is ``data/<release>/events.json``)
+RELEASE_GATED_COMMANDS = frozenset({"query-events"})
 
 
 def get_release(name: str | Release | None) -> Release:
@@ -137,3 +174,13 @@ def data_text(release: str, filename: str) -> str:
     if own.is_file():
         return own.read_text()
     return base.joinpath(filename).read_text()
+
+
+@cache
+def _error_texts(release: str) -> tuple:
+    import json
+    import re
+    base = resources.files("cpuhot.machine").joinpath("data", release, "error-texts.json")
+    if release == DEFAULT_RELEASE or not base.is_file():
+        return ()
+    return tuple((re.compile(p), r) for p, r in json.loads(base.read_text()))

@@ -145,10 +145,10 @@ class S390Policy:
     def thread_children(self) -> tuple[str, ...]:
         return ()
 
-    def plug_types(self) -> frozenset[str]:
+    def plug_types(self, release: str) -> frozenset[str]:
         return frozenset(t for t in self._unavailable if t)
 
-    def unpluggable_models(self) -> frozenset[str]:
+    def unpluggable_models(self, release: str) -> frozenset[str]:
         return frozenset()
 
     # -- queries ----------------------------------------------------------------
@@ -162,8 +162,8 @@ class S390Policy:
         return "stopped"
 
     def fast_entry(self, vm, vcpu, entry: dict) -> dict:
-        """``query-cpus-fast``: ``cpu-state`` after ``props`` (5.2: ``arch`` first)."""
-        out = {"arch": "s390"} if vm.release_info.query_cpus_fast_arch else {}
+        """``query-cpus-fast``: ``cpu-state`` after ``props``."""
+        out = {}
         for k, v in entry.items():
             out[k] = v
             if k == "props":

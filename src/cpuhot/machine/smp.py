@@ -171,3 +171,88 @@ def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[
         threads=threads, max_cpus=maxcpus,
     )
     return topo, warnings
+
+
+# --------------------------------------------------------------------------- QEMU <= 6.0: smp_parse
+
+#: the ``-smp`` keys QEMU 5.2's ``qemu_smp_opts`` knows (no ``clusters``: 7.0)
+SMP_KEYS_5_2 = ("cpus", "sockets", "dies", "cores", "threads", "maxcpus")
+
+
+def derive_topology_smp_parse(text: str | None, rules: SmpRules) -> tuple[CpuTopology, list[str]]:
+    """QEMU 5.2's ``-smp``: QemuOpts parsing, then ``pc_smp_parse`` (x86, with dies) or the generic
+    ``smp_parse`` (pseries, none).  Recorded from the real 5.2: every machine prefers sockets
+    (``-smp 1,maxcpus=4`` is 4 sockets of 1 core), missing cores/threads are derived from ``cpus``
+    (not ``maxcpus``), and the messages are 5.2's ("Invalid CPU topology deprecated: ..." on x86)."""
+    if text is None:            # no -smp: the machine's defaults (1 CPU)
+        return CpuTopology(cpus=1, sockets=1, dies=1, clusters=1, cores=1, threads=1, max_cpus=1), []
+    location = f"-smp {text}"
+    try:
+        pairs = parse_option_string(text, implied="cpus")
+    except OptionError as e:
+        raise ConfigError(str(e), location=location) from None
+    got: dict[str, int] = {}
+    for key, raw in pairs:
+        if key not in SMP_KEYS_5_2:
+            raise ConfigError(f"Invalid parameter '{key}'", location=location)
+        try:                    # qemu_strtou64: a negative number wraps
+            got[key] = parse_int(raw, lo=-(1 << 64) + 1, hi=(1 << 64) - 1) & ((1 << 64) - 1)
+        except ValueError:
+            raise ConfigError(f"Parameter '{key}' expects a number", location=location) from None
+
+    def num(key: str, default: int) -> int:
+        return got[key] & _U32 if key in got else default       # read into an unsigned int
+
+    x86 = rules.dies_supported
+    cpus, sockets, cores, threads = num("cpus", 0), num("sockets", 0), num("cores", 0), num("threads", 0)
+    dies = num("dies", 1) if x86 else 1
+
+    def div(a: int, b: int) -> int:
+        return a // (b & _U32) if b & _U32 else 0
+
+    if cpus == 0 or sockets == 0:
+        cores = cores or 1
+        threads = threads or 1
+        if cpus == 0:
+            sockets = sockets or 1
+            cpus = (cores * threads * dies * sockets) & _U32
+        else:
+            sockets = div(num("maxcpus", cpus), cores * threads * dies)
+    elif cores == 0:
+        threads = threads or 1
+        cores = div(cpus, sockets * dies * threads) or 1
+    elif threads == 0:
+        threads = div(cpus, cores * dies * sockets) or 1
+    elif (sockets * dies * cores * threads) & _U32 < cpus:
+        dies_part = f" * dies ({dies})" if x86 else ""
+        raise ConfigError(f"cpu topology: sockets ({sockets}){dies_part} * cores ({cores}) * threads ({threads}) "
+                          f"< smp_cpus ({cpus})")
+    max_cpus = num("maxcpus", cpus)
+    if max_cpus < cpus:
+        raise ConfigError("maxcpus must be equal to or greater than smp")
+    if (sockets * dies * cores * threads) & _U32 != max_cpus:
+        if x86:
+            raise ConfigError(f"Invalid CPU topology deprecated: sockets ({sockets}) * dies ({dies}) * "
+                              f"cores ({cores}) * threads ({threads}) != maxcpus ({max_cpus})")
+        raise ConfigError(f"Invalid CPU topology: sockets ({sockets}) * cores ({cores}) * threads ({threads}) "
+                          f"!= maxcpus ({max_cpus})")
+    if max_cpus > rules.max_cpus:           # vl.c, after smp_parse
+        raise ConfigError(f"Invalid SMP CPUs {_signed32(max_cpus)}. The max CPUs supported by machine "
+                          f"'{rules.machine_name}' is {rules.max_cpus}")
+    if cpus < rules.min_cpus:
+        raise ConfigError(f"Invalid SMP CPUs {_signed32(cpus)}. The min CPUs supported by machine "
+                          f"'{rules.machine_name}' is {rules.min_cpus}")
+    return CpuTopology(cpus=cpus, sockets=sockets, dies=dies, clusters=1, cores=cores, threads=threads,
+                       max_cpus=max_cpus), []
+
+
+#: ``Release.smp_parser`` -> the function that turns ``-smp`` text into a topology
+SMP_PARSERS = {
+    "machine_parse_smp_config": lambda text, rules: derive_topology(parse_smp(text), rules),
+    "smp_parse": derive_topology_smp_parse,
+}
+
+
+def smp_topology(text: str | None, rules: SmpRules, parser: str = "machine_parse_smp_config"):
+    """``-smp`` of the QEMU release whose ``smp_parser`` is ``parser``: (topology, warnings)."""
+    return SMP_PARSERS[parser](text, rules)

@@ -122,12 +122,12 @@ class SpaprPolicy:
         """Children of a core that device_del could name: its threads."""
         return {f"thread[{i}]" for i in range(len(device.vcpus))}
 
-    def plug_types(self) -> frozenset[str]:
-        return known_plug_types(self.arch)
+    def plug_types(self, release: str) -> frozenset[str]:
+        return known_plug_types(self.arch, release)
 
-    def unpluggable_models(self) -> frozenset[str]:
+    def unpluggable_models(self, release: str) -> frozenset[str]:
         """The thread types: real CPU types, but not what pseries plugs."""
-        return frozenset(d["typename"] for d in cpu_definitions(self.arch) if d["typename"])
+        return frozenset(d["typename"] for d in cpu_definitions(self.arch, release) if d["typename"])
 
     def query_cpus_extra(self, vm, vcpu) -> dict:
         return {"nip": 0x100}

@@ -68,7 +68,6 @@ class VirtualMachine:
         self.guest = guest if guest is not None else Guest("auto")
         self.runstate = "prelaunch" if start_paused else "running"
         self.outbox: list[Event] = []
-        self.outbox_after_reply: list[Event] = []
         self.migration = MigrationState()
         #: what QEMU would print on stderr: (prefixed with the program name?, text)
         self.stderr: list[tuple[bool, str]] = []
@@ -160,14 +159,7 @@ class VirtualMachine:
     def emit(self, name: str, data: dict | None = None) -> None:
         self.outbox.append(Event(name, data, self.clock.now()))
 
-    def emit_after_reply(self, name: str, data: dict | None = None) -> None:
-        """An event the main loop sends after the command's reply (QEMU 5.2's system_reset)."""
-        self.outbox_after_reply.append(Event(name, data, self.clock.now()))
-
-    def drain_events(self, after_reply: bool = False) -> list[Event]:
-        if after_reply:
-            out, self.outbox_after_reply = self.outbox_after_reply, []
-            return out
+    def drain_events(self) -> list[Event]:
         out, self.outbox = self.outbox, []
         return out
 
@@ -201,17 +193,20 @@ class VirtualMachine:
         # As for query_hotpluggable_cpus: each vCPU's entry is kept (on the vCPU) while it is unchanged.
         show_node = self.props_show_node
         target = self.policy.target
+        arch = self.policy.legacy_arch if self.release_info.cpus_fast_arch else None
         out = []
         append = out.append
         for v in self.vcpus:
             slot = v.device.slot
-            key = (v.thread_id, v.cpu_index, v.qom_path, slot.node_id, show_node, target, slot)
+            key = (v.thread_id, v.cpu_index, v.qom_path, slot.node_id, show_node, target, slot, arch)
             cached = v.__dict__.get("_qcf_entry")
             if cached is not None and cached[0] is not None and cached[0] == key:
                 append(cached[1])
                 continue
             entry = {"thread-id": v.thread_id, "props": slot.qmp_props(show_node),
                      "qom-path": v.qom_path, "cpu-index": v.cpu_index, "target": target}
+            if arch is not None:
+                entry = {"arch": arch, **entry}
             fast_entry = getattr(self.policy, "fast_entry", None)
             if fast_entry is not None:
                 entry = fast_entry(self, v, entry)
@@ -221,14 +216,17 @@ class VirtualMachine:
         return out
 
     def query_cpus(self) -> list[dict]:
-        """Legacy ``query-cpus`` (QEMU <= 5.2): vCPUs in cpu-index order."""
+        """Legacy ``query-cpus`` (QEMU <= 5.2), as the real 5.2 answers it: vCPUs in creation order
+        (``CPU_FOREACH``), ``current`` for the first; every vCPU but the first is ``halted`` until a
+        guest starts it (x86 APs wait for INIT/SIPI, sPAPR threads for RTAS start-cpu)."""
         show_node = self.props_show_node
-        halted = self.runstate != "running"
+        running = self.runstate == "running"
         arch = self.policy.legacy_arch
         out = []
-        for i, v in enumerate(sorted(self.vcpus, key=lambda v: v.cpu_index)):
-            entry = {"CPU": v.cpu_index, "current": i == 0, "halted": halted, "qom_path": v.qom_path,
-                     "thread_id": v.thread_id, "props": v.device.slot.qmp_props(show_node), "arch": arch}
+        for i, v in enumerate(self.vcpus):
+            entry = {"arch": arch, "current": i == 0, "props": v.device.slot.qmp_props(show_node),
+                     "CPU": v.cpu_index, "qom_path": v.qom_path,
+                     "halted": i != 0 and not (running and v.online), "thread_id": v.thread_id}
             entry.update(self.policy.query_cpus_extra(self, v))
             out.append(entry)
         return out
@@ -288,11 +286,11 @@ class VirtualMachine:
         self._register(GenericDevice(driver, ident, path, props), ident, anon)
 
     def _check_driver(self, driver: str) -> None:
-        if driver in self.policy.plug_types():
+        if driver in self.policy.plug_types(self.release):
             return
         if driver in self.policy.abstract_types:
             raise GenericError(self.release_info.abstract_driver_text)
-        if driver in self.policy.unpluggable_models():
+        if driver in self.policy.unpluggable_models(self.release):
             raise GenericError("Parameter 'driver' expects a pluggable device type")
         raise GenericError(f"'{driver}' is not a valid device model name")
 
@@ -430,6 +428,8 @@ class VirtualMachine:
             return self._resolve_absolute(ident, parts)
         parts = [p for p in ident.split("/") if p]
         if not parts:
+            if ident == "" and self.release_info.empty_device_id_not_found:
+                raise DeviceNotFound("Device '' not found")
             raise GenericError(f"{ident} is not a hotpluggable device")
         dev = self.peripheral.get(parts[0])
         if dev is None:
@@ -571,10 +571,7 @@ class VirtualMachine:
             self.emit("STOP")
 
     def system_reset(self) -> None:
-        if self.release_info.reset_event_after_reply:
-            self.emit_after_reply("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
-        else:
-            self.emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
+        self.emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
         self.stderr.extend((True, w) for w in self.policy.reset_warnings(self.cpu_model.name))
         self.policy.on_reset(self)
         # QEMU's main loop: a reset VM that is not running goes back to prelaunch

@@ -37,8 +37,9 @@ class X86Policy:
     cpu_add_in_order = False
 
     def __init__(self, family: str, topology: CpuTopology, cpu_type: str, accel: str, cpu_max: int,
-                 cpu_text: str = "qemu64"):
+                 cpu_text: str = "qemu64", release: str = "7.2"):
         self.cpu_text = cpu_text
+        self.release = release
         self.family = family
         self.topology = topology
         self.cpu_type = cpu_type
@@ -49,6 +50,16 @@ class X86Policy:
     def check_config(self) -> None:
         """The x86 refusals that come after -smp parsing."""
         if self.accel == "tcg" and self.topology.max_apic_id >= 255:
+            from .release import get_release
+            if get_release(self.release).apic_id_limit_check == "pc_machine_done":
+                # QEMU 5.2: a boot CPU with APIC ID 255+ fails to realize under TCG; otherwise the
+                # limit is checked when the machine is done, and asks for an interrupt-remapping IOMMU
+                for index in range(self.topology.cpus):
+                    apic_id = self.topology.apic_id_from_index(index)
+                    if apic_id >= 255:
+                        raise ConfigError(f"apic initialization failed. APIC ID {apic_id} is invalid")
+                raise ConfigError("current -smp configuration requires Extended Interrupt Mode enabled. "
+                                  "You can add an IOMMU using: -device intel-iommu,intremap=on,eim=on")
             raise ConfigError("current -smp configuration requires kernel irqchip and X2APIC API support.")
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
@@ -70,7 +81,7 @@ class X86Policy:
         """TCG's complaints about CPUID features it cannot provide, printed per CPU realised."""
         if self.accel != "tcg":
             return []
-        return [f"warning: {t}" for t in tcg_feature_warnings(self.cpu_text)]
+        return [f"warning: {t}" for t in tcg_feature_warnings(self.cpu_text, self.release)]
 
     def build_slots(self) -> list[CpuSlot]:
         t = self.topology
@@ -119,10 +130,10 @@ class X86Policy:
     def thread_children(self) -> tuple[str, ...]:
         return ()
 
-    def plug_types(self) -> frozenset[str]:
-        return known_plug_types(self.arch)
+    def plug_types(self, release: str) -> frozenset[str]:
+        return known_plug_types(self.arch, release)
 
-    def unpluggable_models(self) -> frozenset[str]:
+    def unpluggable_models(self, release: str) -> frozenset[str]:
         return frozenset()
 
     # -- queries ----------------------------------------------------------------

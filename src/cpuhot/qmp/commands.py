@@ -388,3 +388,12 @@ def balloon(ctx, value):
 def query_balloon(ctx):
     dev = _balloon(ctx)
     return {"actual": dev.props.get("_actual", ctx.vm.ram_size)}
+
+
+@command("query-events")
+def query_events(ctx):
+    """Every event the QEMU release can emit, as it lists them (removed in QEMU 6.0; served only by
+    profiles of a release that has it: ``Release.extra_commands``)."""
+    import json
+    from ..machine.release import data_text
+    return json.loads(data_text(ctx.vm.release, "events.json"))

@@ -809,16 +809,19 @@ def _quote(s: str) -> str:
     return '"' + _STR_SPECIAL.sub(_escape_char, s) + '"'
 
 
-def _format_double(f: float) -> str:
+def _format_double(f: float, style: str = "%.17g") -> str:
     if f != f:
         return "-nan" if math.copysign(1.0, f) < 0 else "nan"
+    if style == "%f":       # QEMU <= 5.2: printf("%f"), then trailing zeros (and a bare ".") cut
+        text = ("%f" % f).rstrip("0")
+        return text[:-1] if text.endswith(".") else text
     return "%.17g" % f
 
 
 _END = object()
 
 
-def _encode_into(obj: object, parts: list[str]) -> None:
+def _encode_into(obj: object, parts: list[str], double: str = "%.17g") -> None:
     """Iterative (QMP values may nest 1024+ deep) port of the compact writer."""
     append = parts.append
     stack: list[list] = []  # [iterator, is_dict, need_comma]
@@ -837,11 +840,11 @@ def _encode_into(obj: object, parts: list[str]) -> None:
                 append(int.__repr__(value))
             else:  # QEMU would hold such a number as a double
                 try:
-                    append(_format_double(float(value)))
+                    append(_format_double(float(value), double))
                 except OverflowError:
                     append("inf" if value > 0 else "-inf")
         elif isinstance(value, float):
-            append(_format_double(value))
+            append(_format_double(value, double))
         elif isinstance(value, dict):
             if value:
                 append("{")
@@ -881,13 +884,14 @@ def _encode_into(obj: object, parts: list[str]) -> None:
             return
 
 
-def encode(obj: object) -> bytes:
+def encode(obj: object, double: str = "%.17g") -> bytes:
     """Serialise one message as QEMU 7.2 sends it: compact JSON (``": "`` and
     ``", "`` separators, dict order preserved), every non-ASCII/control
     character as ``\\uXXXX`` (uppercase hex, surrogate pairs beyond the BMP,
     0x7F included, ``/`` not escaped), doubles as ``%.17g`` (so ``inf``/``nan``
-    come out as invalid JSON, like QEMU), terminated by ``\\r\\n``."""
+    come out as invalid JSON, like QEMU), terminated by ``\\r\\n``.  ``double="%f"`` writes
+    doubles as QEMU 5.2 did (``Release.json_double``)."""
     parts: list[str] = []
-    _encode_into(obj, parts)
+    _encode_into(obj, parts, double)
     parts.append("\r\n")
     return "".join(parts).encode("ascii")

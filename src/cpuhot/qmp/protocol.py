@@ -108,18 +108,21 @@ class Monitor:
             if not session.negotiated and isinstance(err, CommandNotFound):
                 err = CommandNotFound(NEGOTIATION_DESC)
             reply = error_reply(err, msg_id, has_id)
+            reply["error"]["desc"] = self.vm.release_info.reword(reply["error"]["desc"])
         except Exception as exc:     # a cpuhot bug must not take the connection or the VM down
             log.exception("internal error while handling %r", msg)
             reply = error_reply(GenericError(f"cpuhot internal error: {type(exc).__name__}: {exc}"),
                                 msg_id, has_id)
         out = self.take_events()
+        command = msg.get("execute") if isinstance(msg, dict) else None
+        if isinstance(command, str) and command in self.vm.release_info.events_after_reply:
+            return [(session, reply)] + out
         out.append((session, reply))
-        out += self.take_events(after_reply=True)
         return out
 
-    def take_events(self, after_reply: bool = False) -> list[tuple[Session, dict]]:
-        """Fan the VM's pending events (or those due after the reply) out to every negotiated session."""
-        events = self.vm.drain_events(after_reply) if after_reply else self.vm.drain_events()
+    def take_events(self) -> list[tuple[Session, dict]]:
+        """Fan the VM's pending events out to every negotiated session."""
+        events = self.vm.drain_events()
         if not events:
             return []
         targets = [s for s in self.sessions if s.negotiated and not s.closed]

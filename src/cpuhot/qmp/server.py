@@ -79,7 +79,7 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_PLAIN = re.compile(r"[0-9][.eE]|Infinity|NaN|[0-9]{19}")
 
 
-def fast_encode(msg) -> bytes:
+def fast_encode(msg, double: str = "%.17g") -> bytes:
     """``framing.encode(msg)``, byte for byte, about 1.5x faster for the usual messages.
 
     (The one liberty: a dict key that is not a string, which framing.encode refuses, is written
@@ -88,11 +88,11 @@ def fast_encode(msg) -> bytes:
         try:
             text = "".join(_C_ENCODE(msg, 0))
         except (TypeError, ValueError, RecursionError):
-            return encode(msg)
+            return encode(msg, double)
         if "\\u" not in text and "\x7f" not in text and not (
                 _NOT_PLAIN.search(text) and _NOT_PLAIN.search(_JSON_STRING.sub("", text))):
             return (text + "\r\n").encode("ascii")
-    return encode(msg)
+    return encode(msg, double)
 
 
 @dataclass(frozen=True)
@@ -557,7 +557,7 @@ class QMPServer:
             ret = msg.get("return")
             if type(ret) is list and len(ret) >= _LIST_MEMO_MIN:
                 return self._encode_list_reply(msg, ret)
-        return fast_encode(msg)
+        return fast_encode(msg, self.monitor.vm.release_info.json_double)
 
     def _encode_list_reply(self, msg: dict, ret: list) -> bytes:
         memo = self._memo
