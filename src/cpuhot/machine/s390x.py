@@ -82,6 +82,12 @@ class S390Policy:
             hint = self.release.s390x_features_hint
             raise ConfigError(e.desc, hints=(hint,) if hint else ()) from None
 
+    def complete_numa(self, numa, ram_size: int) -> None:
+        """No NUMA unless -numa says so."""
+
+    def check_numa_memory(self, numa_state) -> None:
+        pass
+
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
         return []
 
