@@ -127,3 +127,16 @@ def test_kvm_topology_commands_only_with_simulated_kvm_on_10_0():
     out = call(mon, s, "x-cpuhot-s390x-polarize", {"polarization": "vertical"})
     assert [m.get("event") for _, m in out] == ["CPU_POLARIZATION_CHANGE", None]
     assert out[0][1]["data"] == {"polarization": "vertical"}
+
+
+def test_a_simulated_guest_starts_the_cpus_it_onlines():
+    """Inferred (no guest runs under QEMU here): a guest SIGP-starts each vCPU it brings online, so
+    with cpuhot's cooperative guest a hot-plugged CPU goes from stopped to operating."""
+    vm = build_machine(LaunchOptions(arch="s390x", machine=S390, smp="1,maxcpus=2", guest="auto",
+                                     clock="virtual", start_paused=True)).vm
+    vm.cont()
+    vm.device_add({"driver": "qemu-s390x-cpu", "core-id": 1, "id": "c1"})
+    assert [c["cpu-state"] for c in vm.query_cpus_fast()] == ["operating", "stopped"]
+    vm.clock_step(30)
+    assert [c["cpu-state"] for c in vm.query_cpus_fast()] == ["operating", "operating"]
+    assert vm.runstate == "running"                    # a guest runs: no disabled wait
