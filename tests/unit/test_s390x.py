@@ -140,3 +140,17 @@ def test_a_simulated_guest_starts_the_cpus_it_onlines():
     vm.clock_step(30)
     assert [c["cpu-state"] for c in vm.query_cpus_fast()] == ["operating", "operating"]
     assert vm.runstate == "running"                    # a guest runs: no disabled wait
+
+
+def test_state_file_keeps_s390x_cpus_and_their_topology(tmp_path):
+    from cpuhot.machine.state import restore, snapshot
+    opts = LaunchOptions(arch="s390x", machine=S390, smp="1,sockets=2,cores=2,maxcpus=4", release="10.0",
+                         start_paused=True)
+    vm = build_machine(opts).vm
+    vm.device_add({"driver": "qemu-s390x-cpu", "core-id": 3, "id": "a", "socket-id": 1, "book-id": 0,
+                   "drawer-id": 0, "entitlement": "high"})
+    _, built = restore(snapshot(vm, opts))
+    again = built.vm
+    assert again.query_cpus_fast() == vm.query_cpus_fast()
+    assert again.qom_get("/machine/peripheral/a", "entitlement") == "high"
+    assert again.qom_get("/machine/peripheral/a", "socket-id") == 1
