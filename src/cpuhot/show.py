@@ -109,7 +109,8 @@ def slot_label(slot: dict) -> str:
     """``cpu 3 vcpu3`` for a present x86 CPU, ``cpus 8-15`` for an sPAPR core, ``apic 5`` when empty."""
     if slot["state"] == "empty":
         if "arch-id" in slot:
-            return f"{'apic' if slot.get('vcpus-count', 1) == 1 else 'core'} {slot['arch-id']}"
+            # an x86 slot (a thread) is named by its APIC ID, an sPAPR or s390x core by its core-id
+            return f"{'apic' if 'thread-id' in slot.get('props', {}) else 'core'} {slot['arch-id']}"
         props = slot.get("props", {})
         if "thread-id" in props:
             return f"thread {props['thread-id']}"

@@ -29,7 +29,6 @@ from .qdev import id_wellformed
 
 DEFAULT_RAM = 128 << 20
 PSERIES_DEFAULT_RAM = 512 << 20
-SPAPR_MEMORY_BLOCK_SIZE = 256 << 20
 
 
 @dataclass
@@ -155,7 +154,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
         topology, smp_warnings = smp_topology(opts.smp, rules, release.smp_parser)
     warnings.extend(smp_warnings)
     cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type, opts.release)
-    ram_size = _memory_size(opts.memory, PSERIES_DEFAULT_RAM if family == "pseries" else DEFAULT_RAM)
+    ram_size = _memory_size(opts.memory, _DEFAULT_RAM.get(family, DEFAULT_RAM))
     memdevs = _memory_backends(opts.objects)
 
     policy = _POLICIES[family](opts, machine, topology, cpu_model, accel, release)
@@ -167,18 +166,12 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
                        memdevs=memdevs)
     for text in opts.numa:
         numa.apply(parse_numa_option(text))
-    if family == "pseries" and not numa.state.nodes:
-        numa.apply(parse_numa_option("node"))     # pseries enables NUMA by itself (one node)
-        numa.state.nodes[0].mem = ram_size
-        numa.state.nodes[0].has_mem = True
-    user_numa = bool(numa.state.nodes)
+    policy.complete_numa(numa, ram_size)
+    user_numa = bool(numa.state.nodes)      # pseries: also its own node, as QEMU checks that too
     numa_state = numa.finish(ram_size, lambda s: policy.default_node(s, numa.state.num_nodes),
                              policy.describe_slot)
-    if family == "pseries" and user_numa:
-        for nodeid in sorted(numa_state.nodes):
-            mem = numa_state.nodes[nodeid].mem
-            if mem % SPAPR_MEMORY_BLOCK_SIZE:
-                raise ConfigError(f"Node {nodeid} memory size 0x{mem:x} is not aligned to 256 MiB")
+    if user_numa:
+        policy.check_numa_memory(numa_state)
     warnings.extend(numa.warnings)
     policy.check_config()
 
@@ -226,6 +219,9 @@ def _spapr_policy(opts, machine, topology, cpu_model, accel, release):
 def _s390x_policy(opts, machine, topology, cpu_model, accel, release):
     return S390Policy(topology, cpu_model.cpu_type, accel, release, cpu_model.name)
 
+
+#: RAM without -m, where a board's default is not QEMU's 128 MiB
+_DEFAULT_RAM = {"pseries": PSERIES_DEFAULT_RAM}
 
 #: the CPU policy of each simulated machine family
 _POLICIES = {"pc": _x86_policy, "q35": _x86_policy, "pseries": _spapr_policy, "s390-ccw-virtio": _s390x_policy}

@@ -68,6 +68,9 @@ class S390Policy:
                              for d in cpu_definitions("s390x", release.name)}
         #: 10.0 topology: the polarization (``horizontal``/``vertical``), set by the guest (documented)
         self.polarization = "horizontal"
+        #: 10.0 with (simulated) KVM: the topology facility is on, CPUs get and keep checked
+        #: socket/book/drawer ids and an entitlement (documented, docs/devel/s390-cpu-topology.rst)
+        self.kvm_topology = release.s390x_topology and accel == "kvm"
 
     # -- start-up ------------------------------------------------------------
     def check_config(self) -> None:
@@ -78,6 +81,12 @@ class S390Policy:
         except GenericError as e:
             hint = self.release.s390x_features_hint
             raise ConfigError(e.desc, hints=(hint,) if hint else ()) from None
+
+    def complete_numa(self, numa, ram_size: int) -> None:
+        """No NUMA unless -numa says so."""
+
+    def check_numa_memory(self, numa_state) -> None:
+        pass
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
         return []
@@ -231,6 +240,8 @@ class S390Policy:
         """``s390_cpu_realize``: the model, then the core-id (default 0)."""
         self._check_model(driver)
         core_id = values.get("core-id", 0)
+        if self.kvm_topology:
+            self._kvm_topology_values(values)      # refused before anything is created
         if core_id >= self.topology.max_cpus:
             raise GenericError(f"Unable to add CPU with core-id: {core_id}, maximum core-id: "
                                f"{self.topology.max_cpus - 1}")
@@ -239,10 +250,55 @@ class S390Policy:
             raise GenericError(f"Unable to add CPU with core-id: {core_id}, it already exists")
         return slot
 
+    # -- 10.0 topology with KVM (documented: hw/s390x/cpu-topology.c) ------------------------------
+    def _check_topology(self, socket_id: int, book_id: int, drawer_id: int, entitlement: str,
+                        dedicated: bool) -> None:
+        """``s390_topology_check``."""
+        t = self.topology
+        for name, value, count in (("socket-id", socket_id, t.sockets), ("book-id", book_id, t.books),
+                                   ("drawer-id", drawer_id, t.drawers)):
+            if value >= count:
+                raise GenericError(f"{name} {value} too big")
+        if dedicated and entitlement not in ("high", "auto"):
+            raise GenericError("A dedicated CPU implies a vertical high entitlement")
+
+    def _kvm_topology_values(self, values: dict) -> dict:
+        """``s390_topology_setup_cpu``: all or none of the geometry, defaults from the core-id."""
+        given = [values.get(k, -1) for k in ("socket-id", "book-id", "drawer-id")]
+        if any(v < 0 for v in given) and any(v >= 0 for v in given):
+            raise GenericError("Please define all or none of the topology geometry attributes")
+        ids = self.topology_ids(values.get("core-id", 0))
+        out = {"socket-id": ids["socket-id"], "book-id": ids["book-id"], "drawer-id": ids["drawer-id"]} \
+            if given[0] < 0 else dict(zip(("socket-id", "book-id", "drawer-id"), given))
+        dedicated = bool(values.get("dedicated", False))
+        entitlement = values.get("entitlement", "auto")
+        self._check_topology(out["socket-id"], out["book-id"], out["drawer-id"], entitlement, dedicated)
+        if entitlement == "auto":
+            # documented: "auto" becomes high for a dedicated CPU, medium otherwise
+            entitlement = "high" if dedicated else "medium"
+        return {**out, "entitlement": entitlement, "dedicated": dedicated}
+
+    def set_cpu_topology(self, vm, core_id: int, **changes) -> None:
+        """``s390_change_topology``: move a CPU or change its modifiers; nothing else changes."""
+        slot = vm.slot_by_arch_id(core_id)
+        if slot is None or slot.cpu is None:
+            raise GenericError(f"Core-id {core_id} does not exist!")
+        cur = dict(getattr(slot.cpu, "topology_props", None) or self._kvm_topology_values({"core-id": core_id}))
+        new = {k: (changes[k.replace("-", "_")] if changes.get(k.replace("-", "_")) is not None else cur[k])
+               for k in ("socket-id", "book-id", "drawer-id", "entitlement", "dedicated")}
+        self._check_topology(new["socket-id"], new["book-id"], new["drawer-id"], new["entitlement"],
+                             new["dedicated"])
+        if new["entitlement"] == "auto":
+            new["entitlement"] = "high" if new["dedicated"] else "medium"
+        slot.cpu.topology_props = new
+
     def configure_device(self, device, values: dict) -> None:
         """10.0: the CPU keeps the topology properties as given (-1 / auto / false when not): under
         TCG nothing checks or completes them (observed: qom-get socket-id is -1, a socket-id of 9 is
         taken).  With KVM, ``s390_topology_setup_cpu`` would default and check them (documented)."""
+        if self.kvm_topology:
+            device.topology_props = self._kvm_topology_values({**values, "core-id": device.slot.arch_id})
+            return
         device.topology_props = {"socket-id": values.get("socket-id", -1), "book-id": values.get("book-id", -1),
                                  "drawer-id": values.get("drawer-id", -1),
                                  "entitlement": values.get("entitlement", "auto"),
@@ -289,3 +345,4 @@ def _disabled_wait(vm) -> None:
                 vm.emit("GUEST_PANICKED", {"action": name.split(":")[1], "info": dict(DISABLED_WAIT_INFO)})
         vm.runstate = "shutdown"
         vm.exit_requested = True
+        vm.powered_off = True          # the server ends the process, as QEMU's main loop does

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from .cpu_models import cpu_definitions, known_plug_types
 from .errors import ConfigError, GenericError
+from .numa import parse_numa_option
 from .qdev import qdict_order, parse_int_property
 from .slots import CpuSlot
 from .topology import CpuTopology
+
+SPAPR_MEMORY_BLOCK_SIZE = 256 << 20
 
 CORE_PROPERTIES = {"core-id": "int64_t", "nr-threads": "int64_t", "node-id": "int32_t"}
 
@@ -56,6 +59,21 @@ class SpaprPolicy:
                               "because it must be a power of 2")
         if t.threads > 8:
             raise ConfigError(f"Cannot support VSMT mode {t.threads} (KVM on POWER allows at most 8 threads/core)")
+
+    # -- NUMA ------------------------------------------------------------------
+    def complete_numa(self, numa, ram_size: int) -> None:
+        """pseries enables NUMA by itself: without -numa there is one node with all the RAM."""
+        if not numa.state.nodes:
+            numa.apply(parse_numa_option("node"))
+            numa.state.nodes[0].mem = ram_size
+            numa.state.nodes[0].has_mem = True
+
+    def check_numa_memory(self, numa_state) -> None:
+        """User-given nodes: each node's memory is a multiple of the 256 MiB LMB size."""
+        for nodeid in sorted(numa_state.nodes):
+            mem = numa_state.nodes[nodeid].mem
+            if mem % SPAPR_MEMORY_BLOCK_SIZE:
+                raise ConfigError(f"Node {nodeid} memory size 0x{mem:x} is not aligned to 256 MiB")
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
         """What TCG says about the machine's default capabilities, at start-up and every reset."""

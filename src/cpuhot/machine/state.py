@@ -33,6 +33,8 @@ def snapshot(vm, options: LaunchOptions) -> dict:
             "online": [v.online for v in device.vcpus],
             "guest-configured": device.guest_configured, "unplug-requested": device.unplug_requested,
         })
+        if getattr(device, "topology_props", None) is not None:
+            devices[-1]["topology-props"] = dict(device.topology_props)     # s390x (10.0)
     return {"format": FORMAT, "version": VERSION, "options": dataclasses.asdict(options),
             "runstate": vm.runstate, "anon-counter": vm.anon_counter,
             "unattached-counter": vm.unattached_counter, "guest-booted": vm.guest.booted,
@@ -88,6 +90,8 @@ def restore(data: dict, **build_kw):
             v.cpu_index, v.online = index, online
             if vm.vcpu_threads is None:
                 v.thread_id = tid          # real threads got fresh TIDs
+        if "topology-props" in entry:
+            device.topology_props = dict(entry["topology-props"])
         device.guest_configured = entry["guest-configured"]
         device.unplug_requested = entry["unplug-requested"]
         if entry["id"] is not None:

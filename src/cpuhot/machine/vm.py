@@ -92,6 +92,8 @@ class VirtualMachine:
         self.no_shutdown = False
         #: set when the process should exit (guest shut down without -no-shutdown)
         self.exit_requested = False
+        #: the machine powered itself off (s390x's disabled-wait panic): the server ends the process
+        self.powered_off = False
 
     # -- construction ------------------------------------------------------
     def set_slots(self, slots: list[CpuSlot]) -> None:

@@ -62,6 +62,12 @@ class X86Policy:
                                   "You can add an IOMMU using: -device intel-iommu,intremap=on,eim=on")
             raise ConfigError("current -smp configuration requires kernel irqchip and X2APIC API support.")
 
+    def complete_numa(self, numa, ram_size: int) -> None:
+        """No NUMA unless -numa says so."""
+
+    def check_numa_memory(self, numa_state) -> None:
+        pass
+
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
         if cpu_model_name == "qemu64" and self.topology.threads > 1:
             return [f"warning: This family of AMD CPU doesn't support hyperthreading({self.topology.threads})",

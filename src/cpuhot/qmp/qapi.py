@@ -19,6 +19,8 @@ class QAPIModel(BaseModel):
 
 class CpuInstanceProperties(QAPIModel):
     node_id: Optional[int] = Field(None, alias="node-id")
+    drawer_id: Optional[int] = Field(None, alias="drawer-id")      # s390x (QEMU 8.2+)
+    book_id: Optional[int] = Field(None, alias="book-id")          # s390x (QEMU 8.2+)
     socket_id: Optional[int] = Field(None, alias="socket-id")
     die_id: Optional[int] = Field(None, alias="die-id")
     cluster_id: Optional[int] = Field(None, alias="cluster-id")
@@ -39,6 +41,11 @@ class CpuInfoFast(QAPIModel):
     thread_id: int = Field(alias="thread-id")
     props: Optional[CpuInstanceProperties] = None
     target: str
+    #: s390x: the CPU's state (``CpuS390State``)
+    cpu_state: Optional[Literal["uninitialized", "stopped", "check-stop", "operating", "load"]] = Field(
+        None, alias="cpu-state")
+    #: deprecated in 2.12, removed in 6.0 (QEMU 5.2 still sends it)
+    arch: Optional[Literal["x86", "sparc", "ppc", "mips", "tricore", "s390", "riscv", "other"]] = None
 
 
 class CpuInfo(QAPIModel):
@@ -52,11 +59,13 @@ class CpuInfo(QAPIModel):
     arch: Literal["x86", "sparc", "ppc", "mips", "tricore", "s390", "riscv", "other"]
     pc: Optional[int] = None
     nip: Optional[int] = None
+    cpu_state: Optional[Literal["uninitialized", "stopped", "check-stop", "operating", "load"]] = Field(
+        None, alias="cpu-state")
 
 
 class StatusInfo(QAPIModel):
     running: bool
-    singlestep: bool
+    singlestep: Optional[bool] = None      # gone in QEMU 10.0
     status: str
 
 
@@ -102,6 +111,7 @@ class MachineInfo(QAPIModel):
     deprecated: bool
     default_cpu_type: Optional[str] = Field(None, alias="default-cpu-type")
     default_ram_id: Optional[str] = Field(None, alias="default-ram-id")
+    acpi: Optional[bool] = None            # QEMU 8.0+
 
 
 class CpuDefinitionInfo(QAPIModel):

@@ -621,8 +621,8 @@ class QMPServer:
                 self.deliver(out)
             finally:
                 self.uncork()
-        if self.monitor.vm.exit_requested:
-            # the guest powered the machine off (no -no-shutdown): QEMU's process ends
+        if self.monitor.vm.powered_off:
+            # the machine powered itself off (s390x disabled-wait panic, no -no-shutdown): QEMU's process ends
             self.request_stop()
             return
         self.model_changed()
