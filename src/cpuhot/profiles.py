@@ -9,10 +9,17 @@ profile    version  commands                                           cpu_index
 =========  ======== =================================================  ============  ==========
 cpuhot     7.2.22   everything: modern, legacy and ``x-cpuhot-*``      slot index    any
 qemu-7.2   7.2.22   what 7.2 has (no ``cpu-add``, no ``query-cpus``)   slot index    any
+qemu-5.2   5.2.0    what 5.2 has (``query-cpus``, no ``cpu-add``)      slot index    any
 qemu-5.1   5.1.0    both worlds (``query-cpus-fast`` and ``cpu-add``)  slot index    any
 qemu-2.7   2.7.1    ``query-cpus``, ``cpu-add``, hotpluggable-cpus;    creation      in order
                     no ``query-cpus-fast`` (2.12), no OOB (3.0)        count
 =========  ======== =================================================  ============  ==========
+
+``qemu-5.1`` and ``qemu-2.7`` run QEMU 5.2's recorded model (release ``5.2``: its -smp rules and
+messages, machine types, CPU models, query shapes, texts and events), the nearest real QEMU this
+project records.  What 5.2 cannot show stays inferred from QEMU's history (qemu-facts section 9):
+``cpu-add`` (removed in 5.2), 2.7's cpu_index-by-count and in-order plug rules, 2.7's lack of
+``query-cpus-fast`` and OOB.  A real 5.1 also lacks the ``*-5.2`` machine types that 5.2 lists.
 
 The ``qemu-*`` profiles serve one client at a time on a socket, as QEMU does,
 and default to a guest-less VM (``--guest none``) unless told otherwise.
@@ -62,9 +69,11 @@ PROFILES = {
     "qemu-7.2": Profile("qemu-7.2", (7, 2, 22), without=LEGACY_COMMANDS, single_client=True),
     "qemu-5.2": Profile("qemu-5.2", (5, 2, 0), without=frozenset({"cpu-add"}), single_client=True, release="5.2"),
     "qemu-10.0": Profile("qemu-10.0", (10, 0, 13), without=LEGACY_COMMANDS, single_client=True, release="10.0"),
-    "qemu-5.1": Profile("qemu-5.1", (5, 1, 0), single_client=True),
+    # re-based on QEMU 5.2's recording (release="5.2"); cpu-add and 2.7's rules are inferred (see above)
+    "qemu-5.1": Profile("qemu-5.1", (5, 1, 0), single_client=True, release="5.2"),
     "qemu-2.7": Profile("qemu-2.7", (2, 7, 1), without=frozenset({"query-cpus-fast", "migrate-pause"}),
-                        cpu_index_rule="count", in_order_plug=True, single_client=True, oob=False),
+                        cpu_index_rule="count", in_order_plug=True, single_client=True, oob=False,
+                        release="5.2"),
 }
 
 

@@ -36,6 +36,8 @@ class HotpluggableCPU(QAPIModel):
 
 
 class CpuInfoFast(QAPIModel):
+    #: QEMU <= 5.2 only (``Release.cpus_fast_arch``); removed in 6.0
+    arch: Optional[str] = None
     cpu_index: int = Field(alias="cpu-index")
     qom_path: str = Field(alias="qom-path")
     thread_id: int = Field(alias="thread-id")
