@@ -275,15 +275,25 @@ def take_serial_ports(d: Dropin, opts) -> None:
     virtio-serial controller's bus, and the one named ``org.qemu.guest_agent.0`` carries the guest
     agent (:mod:`cpuhot.machine.agent`).  Their chardevs are checked once all are known."""
     kept = []
+    buses: list[str] = []                # virtio-serial buses created so far (QEMU realizes -device in order)
     for text in opts.devices:
         try:
             pairs = dict(parse_option_string(text, implied="driver"))
         except Exception:
             kept.append(text)            # the device code reports the syntax error
             continue
-        if pairs.get("driver") in SERIAL_PORT_DRIVERS:
-            d.serial_ports.append((pairs, f"-device {text}"))
+        driver = pairs.get("driver")
+        if driver in SERIAL_PORT_DRIVERS:
+            location = f"-device {text}"
+            if "bus" in pairs:
+                if pairs["bus"] not in buses:
+                    raise DropinError(f"Bus '{pairs['bus']}' not found", location=location)
+            elif not buses:
+                raise DropinError(f"No 'virtio-serial-bus' bus found for device '{driver}'", location=location)
+            d.serial_ports.append((pairs, location))
         else:
+            if driver in ("virtio-serial-pci", "virtio-serial", "virtio-serial-device"):
+                buses.append(f"{pairs['id']}.0" if "id" in pairs else "virtio-serial-bus")
             kept.append(text)
     opts.devices[:] = kept
     for pairs, location in d.serial_ports:

@@ -37,10 +37,12 @@ class AgentConnection(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.endpoint.connections.add(self)
+        self.endpoint.update_filename()
         self.kick()
 
     def connection_lost(self, exc) -> None:
         self.endpoint.connections.discard(self)
+        self.endpoint.update_filename()
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -97,16 +99,26 @@ class AgentEndpoint:
         self.connections: set[AgentConnection] = set()
         self.servers: list = []
         self._paths: list[str] = []
+        #: the listening socket's path (what query-chardev shows)
+        self.address = ""
         if qmp_server is not None:
             qmp_server.model_listeners.append(self.model_changed)
 
     async def listen_unix(self, path: str) -> None:
         sock = bind_unix_socket(path)
         self._paths.append(path)
-        self.agent.chardev_filename = f"disconnected:unix:{path},server=on"
         await self.adopt(sock)
 
+    def update_filename(self) -> None:
+        """``query-chardev``'s ``filename``, as QEMU 7.2 shows a server socket chardev:
+        ``disconnected:unix:PATH,server=on`` until a client connects, then ``unix:PATH,server=on``."""
+        prefix = "" if self.connections else "disconnected:"
+        self.agent.chardev_filename = f"{prefix}unix:{self.address},server=on"
+
     async def adopt(self, sock: socket.socket) -> None:
+        name = sock.getsockname()
+        self.address = name if isinstance(name, str) else ""
+        self.update_filename()
         loop = asyncio.get_running_loop()
         if sock.family == socket.AF_UNIX:
             srv = await loop.create_unix_server(lambda: AgentConnection(self), sock=sock)
