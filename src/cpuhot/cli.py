@@ -410,6 +410,11 @@ cpuhot options:
   --arch x86_64|ppc64        target when -machine does not say
   --guest MODE               what the guest does after device_del (cooperative, none, ...)
   --trace FILE               write every QMP exchange as JSON lines (python -m cpuhot replay)
+  --guest-agent PATH         a guest agent (qemu-ga protocol) on a UNIX socket (or: a virtserialport
+                             named org.qemu.guest_agent.0 on a -chardev socket)
+  --agent-mode MODE          answering (default), never, late:SECONDS, absent
+  --guest-os linux|windows   which vCPUs the guest can offline
+  --guest-onlining MODE      hot-plugged vCPUs: udev (online at once), delayed:SECONDS, offline
 Other commands: python -m cpuhot replay TRACE --against ADDRESS | show ADDRESS [--svg FILE] [--watch]
 """
 
