@@ -151,3 +151,19 @@ def test_refused_ports(tmp_path, devices, message):
         argv += ["-device", d]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and r.stderr == f"cpuhot: {message}\n"
+
+
+def test_one_client_at_a_time(served, tmp_path):
+    """QEMU's server socket chardev serves one client; the next is answered once the first leaves."""
+    s = served("--guest-agent", str(tmp_path / "a.sock"))
+    first, second = s.agent(), s.agent()
+    first.settimeout(5)
+    second.settimeout(0.3)
+    second.sendall(b'{"execute": "guest-sync", "arguments": {"id": 2}}\n')
+    first.sendall(b'{"execute": "guest-sync", "arguments": {"id": 1}}\n')
+    assert first.recv(100) == b'{"return": 1}\n'
+    with pytest.raises(socket.timeout):
+        second.recv(100)
+    first.close()
+    second.settimeout(5)
+    assert second.recv(100) == b'{"return": 2}\n'

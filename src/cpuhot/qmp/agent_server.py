@@ -36,13 +36,26 @@ class AgentConnection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        self.endpoint.connections.add(self)
-        self.endpoint.update_filename()
+        endpoint = self.endpoint
+        endpoint.connections.add(self)
+        if endpoint.active is None:
+            endpoint.active = self
+        else:
+            # QEMU's socket chardev has one client at a time; the next one waits, unread
+            endpoint.waiting.append(self)
+        endpoint.update_filename()
         self.kick()
 
     def connection_lost(self, exc) -> None:
-        self.endpoint.connections.discard(self)
-        self.endpoint.update_filename()
+        endpoint = self.endpoint
+        endpoint.connections.discard(self)
+        if self in endpoint.waiting:
+            endpoint.waiting.remove(self)
+        if endpoint.active is self:
+            endpoint.active = endpoint.waiting.pop(0) if endpoint.waiting else None
+            if endpoint.active is not None:
+                endpoint.active.kick()
+        endpoint.update_filename()
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -62,7 +75,8 @@ class AgentConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        while self.queue and agent.answering:
+        serving = self.endpoint.active is self
+        while self.queue and agent.answering and serving:
             item = self.queue.popleft()
             if isinstance(item, ParseError):
                 self._schedule(agent.mode.delay, {"error": {"class": "GenericError", "desc": item.desc}}, False)
@@ -70,7 +84,7 @@ class AgentConnection(asyncio.Protocol):
             reply = agent.handle(item.value)
             if reply.message is not None:
                 self._schedule(reply.delay, reply.message, reply.sentinel)
-        want_pause = not agent.answering or len(self.queue) >= MAX_QUEUED
+        want_pause = not agent.answering or not serving or len(self.queue) >= MAX_QUEUED
         if want_pause and not self.paused:
             self.paused = True
             transport.pause_reading()
@@ -97,6 +111,9 @@ class AgentEndpoint:
         self.agent = agent
         self.qmp_server = qmp_server
         self.connections: set[AgentConnection] = set()
+        #: the connection QEMU's chardev serves; later ones wait for it to close
+        self.active: AgentConnection | None = None
+        self.waiting: list[AgentConnection] = []
         self.servers: list = []
         self._paths: list[str] = []
         #: the listening socket's path (what query-chardev shows)
@@ -127,8 +144,8 @@ class AgentEndpoint:
         self.servers.append(srv)
 
     def model_changed(self) -> None:
-        for conn in list(self.connections):
-            conn.kick()
+        if self.active is not None:
+            self.active.kick()
 
     def after_input(self) -> None:
         """Requests may have changed the model: pass on events and arm the model's timers."""
