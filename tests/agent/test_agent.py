@@ -198,3 +198,16 @@ def test_qmp_agent_and_guest_model_agree(machine, ops, onlining):
         assert [e["logical-id"] for e in agent] == sorted(online, reverse=True)
         assert all(e["can-offline"] is (e["logical-id"] != 0) for e in agent)
         assert online.get(0) is True
+
+
+def test_system_reset_reboots_the_agent():
+    vm = vm_with(paused=False)
+    vm.system_reset()
+    assert events(vm) == [{"id": "channel0", "open": False}] and not vm.agent.answering
+    vm.clock_step(1)
+    assert events(vm) == [{"id": "channel0", "open": True}] and vm.agent.answering
+    vm.stop()
+    vm.system_reset()                                   # paused: back to prelaunch, the guest is down
+    assert events(vm) == [{"id": "channel0", "open": False}]
+    vm.cont()
+    assert events(vm) == [{"id": "channel0", "open": True}]

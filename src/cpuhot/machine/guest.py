@@ -165,9 +165,19 @@ class Guest:
             for slot in vm.slots:
                 if slot.cpu is not None:
                     slot.cpu.guest_configured = True
-            agent = getattr(vm, "agent", None)
-            if agent is not None:
-                agent.guest_booted()       # qemu-ga starts and opens its port
+        agent = getattr(vm, "agent", None)
+        if agent is not None and not agent.open:
+            agent.guest_booted()           # qemu-ga starts (again, after a reset) and opens its port
+
+    def on_reset(self, vm) -> None:
+        """A system reset reboots the guest: qemu-ga closes its port and opens it again once the
+        guest is back (at once if the VM keeps running, otherwise at the next ``cont``)."""
+        agent = getattr(vm, "agent", None)
+        if agent is None or not agent.open:
+            return
+        agent.guest_stopped()
+        if vm.runstate == "running":
+            vm.timers.call_later(self.mode.delay, lambda: agent.guest_booted() if not agent.open else None)
 
     def on_plugged(self, vm, device) -> None:
         """A CPU was hot-plugged: the guest onlines its vCPUs after a while."""
