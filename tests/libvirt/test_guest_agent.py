@@ -87,7 +87,7 @@ def wait_for(cond, what, timeout=10.0):
 
 def guestvcpus(name) -> dict[str, str]:
     out = virsh("guestvcpus", name).stdout
-    return dict(re.findall(r"^(\w+)\s*:\s*(\S*)", out, re.M))
+    return dict(re.findall(r"^(\w+)[ \t]*:[ \t]*(\S*)", out, re.M))
 
 
 def vcpucount_guest(name) -> int:
@@ -151,5 +151,12 @@ def test_x86_pc(libvirtd, tmp_path):
 def test_pseries(libvirtd, tmp_path):
     name = "cpuhot-ga-ppc"
     flows(tmp_path, name, arch="ppc64", machine="pseries")
+    # a Windows-like guest: nothing offlinable, and libvirt refuses before asking the agent
+    qmp(name, "x-cpuhot-guest-agent", '{"os": "windows"}')
+    assert guestvcpus(name) == {"vcpus": "0-3", "online": "0-3", "offlinable": ""}
+    r = virsh("setvcpus", name, "2", "--guest", check=False)
+    assert r.returncode != 0, r.stdout
+    print("libvirt on a Windows-like guest:", r.stderr.strip())
+    assert vcpucount_guest(name) == 4
     virsh("destroy", name)
     virsh("undefine", name)

@@ -166,7 +166,7 @@ class GuestAgent:
 
     def _dispatch(self, name: str, arguments: dict) -> Any:
         handler = _COMMANDS.get(name)
-        if name not in self.command_names and handler is None:
+        if name not in self.command_names:        # not in this qemu-ga release
             raise CommandNotFound(f"The command {name} has not been found")
         if handler is None:
             raise CommandNotFound(f"Command {name} has been disabled{self.disabled_suffix}")
