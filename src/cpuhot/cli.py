@@ -355,19 +355,14 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
             await server.close()
             return 1
     if agent_listeners:
-        from .qmp.agent_server import AgentEndpoint
-        agent_endpoint = AgentEndpoint(monitor.vm.agent, server)
-        for path, sock in agent_listeners:
-            try:
-                if path is not None:
-                    await agent_endpoint.listen_unix(path)
-                elif sock is not None:
-                    await agent_endpoint.adopt(sock)
-            except OSError as e:
-                report(f"{prog}: guest agent chardev: {_bind_error(Endpoint('unix', path=path or ''), e)}\n")
-                await server.close()
-                return 1
-        server.closers.append(agent_endpoint.close)
+        from .qmp.agent_server import serve_agent
+        try:
+            await serve_agent(server, agent_listeners)
+        except OSError as e:
+            path = next((p for p, _ in agent_listeners if p), "")
+            report(f"{prog}: guest agent chardev: {_bind_error(Endpoint('unix', path=path), e)}\n")
+            await server.close()
+            return 1
     for _, sock in sockets:
         await server.adopt_listening_socket(sock)
         name = sock.getsockname()

@@ -167,3 +167,22 @@ def test_one_client_at_a_time(served, tmp_path):
     first.close()
     second.settimeout(5)
     assert second.recv(100) == b'{"return": 2}\n'
+
+
+@pytest.mark.parametrize("subprocess_", [False, True])
+def test_launch_with_an_agent(tmp_path, subprocess_):
+    import cpuhot
+    path = str(tmp_path / "qga.sock")
+    with cpuhot.launch(machine="pc", smp="2,maxcpus=4", guest_agent=path, guest_onlining="offline",
+                       subprocess=subprocess_) as vm:
+        with vm.client() as qmp:
+            free = [e for e in qmp.execute("query-hotpluggable-cpus") if "qom-path" not in e]
+            qmp.execute("device_add", {"driver": free[-1]["type"], "id": "vcpu2", **free[-1]["props"]})
+            a = socket.socket(socket.AF_UNIX)
+            a.connect(path)
+            a.settimeout(5)
+            a.sendall(b'{"execute": "guest-get-vcpus"}\n')
+            got = json.loads(a.makefile("rb").readline())["return"]
+            assert [(e["logical-id"], e["online"]) for e in got] == [(2, False), (1, True), (0, True)]
+            assert [c["online"] for c in qmp.execute("x-cpuhot-guest-cpus")] == [True, True, False]
+            a.close()

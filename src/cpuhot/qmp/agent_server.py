@@ -165,3 +165,19 @@ class AgentEndpoint:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+
+async def serve_agent(qmp_server, listeners) -> AgentEndpoint | None:
+    """Open the VM's guest agent chardev (``listeners``: (unix path or None, listening socket or
+    None) pairs from :func:`cpuhot.cli.setup_agent`) next to ``qmp_server``; raises OSError."""
+    agent = qmp_server.monitor.vm.agent
+    if agent is None or not listeners:
+        return None
+    endpoint = AgentEndpoint(agent, qmp_server)
+    qmp_server.closers.append(endpoint.close)
+    for path, sock in listeners:
+        if path is not None:
+            await endpoint.listen_unix(path)
+        elif sock is not None:
+            await endpoint.adopt(sock)
+    return endpoint
