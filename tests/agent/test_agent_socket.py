@@ -186,3 +186,24 @@ def test_launch_with_an_agent(tmp_path, subprocess_):
             assert [(e["logical-id"], e["online"]) for e in got] == [(2, False), (1, True), (0, True)]
             assert [c["online"] for c in qmp.execute("x-cpuhot-guest-cpus")] == [True, True, False]
             a.close()
+
+
+def test_a_client_that_does_not_read_its_replies_is_held_back(served, tmp_path):
+    s = served("--guest-agent", str(tmp_path / "a.sock"))
+    a = s.agent()
+    a.setblocking(False)
+    sent, deadline = 0, time.monotonic() + 10
+    chunk = b'{"execute": "guest-info"}\n' * 200        # about 3 KiB of reply per 26 bytes sent
+    while time.monotonic() < deadline and sent < (16 << 20):
+        try:
+            sent += a.send(chunk)
+        except BlockingIOError:
+            break
+    assert sent < (16 << 20)            # the agent stopped reading once its replies piled up
+    assert s.cmd("query-status")["status"] == "running"
+    a.setblocking(True)
+    a.settimeout(10)
+    got = b""
+    while got.count(b"\n") < 100:
+        got += a.recv(1 << 16)
+    assert all(json.loads(line)["return"]["version"] == "7.2.22" for line in got.split(b"\n")[:100])

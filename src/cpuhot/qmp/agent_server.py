@@ -24,6 +24,8 @@ log = logging.getLogger("cpuhot.qmp.agent")
 
 #: parsed requests one connection may hold while the agent does not read
 MAX_QUEUED = 256
+#: unsent replies above which the agent stops answering (and reading) until the client reads
+WRITE_HIGH_WATER = 1 << 20
 
 
 class AgentConnection(asyncio.Protocol):
@@ -33,9 +35,12 @@ class AgentConnection(asyncio.Protocol):
         self.queue: deque = deque()
         self.transport: asyncio.Transport | None = None
         self.paused = False
+        #: the client does not read its replies: answer nothing more until it does (back-pressure)
+        self.write_paused = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         endpoint = self.endpoint
         endpoint.connections.add(self)
         if endpoint.active is None:
@@ -58,6 +63,13 @@ class AgentConnection(asyncio.Protocol):
         endpoint.update_filename()
         self.queue.clear()
 
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.kick()
+
     def data_received(self, data: bytes) -> None:
         try:
             items = self.parser.feed(data)
@@ -76,7 +88,7 @@ class AgentConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         serving = self.endpoint.active is self
-        while self.queue and agent.answering and serving:
+        while self.queue and agent.answering and serving and not self.write_paused:
             item = self.queue.popleft()
             if isinstance(item, ParseError):
                 self._schedule(agent.mode.delay, {"error": {"class": "GenericError", "desc": item.desc}}, False)
@@ -84,7 +96,7 @@ class AgentConnection(asyncio.Protocol):
             reply = agent.handle(item.value)
             if reply.message is not None:
                 self._schedule(reply.delay, reply.message, reply.sentinel)
-        want_pause = not agent.answering or not serving or len(self.queue) >= MAX_QUEUED
+        want_pause = not agent.answering or not serving or self.write_paused or len(self.queue) >= MAX_QUEUED
         if want_pause and not self.paused:
             self.paused = True
             transport.pause_reading()
