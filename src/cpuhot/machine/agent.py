@@ -237,7 +237,7 @@ def _check_request(msg: Any) -> tuple[str, dict]:
 
 def _type_ok(kind: str, value: Any) -> bool:
     if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool) and -(1 << 63) <= value < (1 << 64)
+        return isinstance(value, int) and not isinstance(value, bool) and -(1 << 63) <= value < (1 << 63)
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "str":
