@@ -35,7 +35,8 @@ QEMU_OPTIONS = {
 }
 #: cpuhot's own options: name -> takes an argument
 CPUHOT_OPTIONS = {"state": True, "vcpu-threads": False, "force-kvm": False, "compat": True, "arch": True, "validate-returns": False, "help": False, "guest": True,
-                  "seed": True, "clock": True, "trace-file": True, "trace": True}
+                  "seed": True, "clock": True, "trace-file": True, "trace": True,
+                  "guest-agent": True, "agent-mode": True, "guest-os": True, "guest-onlining": True}
 
 
 class UsageError(Exception):
@@ -52,6 +53,8 @@ class ServeArgs:
     state_file: str | None = None
     #: the drop-in options (-daemonize, -chardev/-mon, -msg, ...): see cpuhot.dropin
     dropin: dropin.Dropin = field(default_factory=dropin.Dropin)
+    #: the guest agent: --guest-agent PATH, --agent-mode, --guest-os, --guest-onlining
+    agent: dict = field(default_factory=dict)
 
 
 def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> ServeArgs:
@@ -131,6 +134,8 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             if value not in ("real", "virtual"):
                 raise UsageError(f"--clock: '{value}' is neither 'real' nor 'virtual'")
             opts.clock = value
+        elif name in ("guest-agent", "agent-mode", "guest-os", "guest-onlining"):
+            args.agent[name] = value
         elif name == "help":
             raise UsageError("help")
     dropin.finish_parse(args.dropin, opts)
@@ -189,6 +194,8 @@ class Prepared:
     sockets: list = field(default_factory=list)
     #: the option text of each endpoint, for bind errors (``-qmp unix:...``, ``-chardev socket,...``)
     locations: list = field(default_factory=list)
+    #: the guest agent's chardev listeners: (unix path or None, inherited socket or None)
+    agent_listeners: list = field(default_factory=list)
 
 
 def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
@@ -232,6 +239,10 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
     stderr += "".join(f"{prog}: {w}\n" if not w.startswith("Please") else f"{w}\n" for w in built.warnings)
     stderr += "".join(dropin.after_build(d, args.launch)).replace("{prog}", prog)
     stderr = dropin.stamp(stderr, prog, d)
+    try:
+        agent_listeners = setup_agent(args, built.vm)
+    except ValueError as e:
+        return Prepared(1, stderr + f"{prog}: {e}\n")
     monitor = Monitor(built.vm, args.compat, validate_returns=args.validate_returns)
     if args.state_file:
         from .machine.state import snapshot, write_atomically
@@ -245,7 +256,34 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
     except ValueError as e:
         return Prepared(1, stderr + f"{prog}: -qmp: {e}\n")
     return Prepared(None, stderr, monitor=monitor, endpoints=endpoints, args=args, sockets=sockets,
-                    locations=[loc for _, loc in texts])
+                    locations=[loc for _, loc in texts], agent_listeners=agent_listeners)
+
+
+def setup_agent(args: ServeArgs, vm) -> list:
+    """Give the VM its guest agent (a virtserialport named org.qemu.guest_agent.0, or
+    ``--guest-agent PATH``) and apply ``--guest-onlining``; return the listeners: (path, socket)."""
+    from .machine.agent import GuestAgent
+    a = args.agent
+    if "guest-onlining" in a:
+        vm.guest.set_onlining(a["guest-onlining"])
+    channels = dropin.agent_channels(args.dropin)
+    listeners = []
+    if channels:
+        port_id, chardev = channels[0]
+        vm.agent = GuestAgent(vm, port_id=port_id, chardev_id=chardev.id, mode=a.get("agent-mode", "answering"),
+                              os=a.get("guest-os", "linux"))
+        listeners.append(dropin.chardev_listener(chardev))
+    elif "guest-agent" in a:
+        vm.agent = GuestAgent(vm, port_id="qga0", chardev_id="charqga0", mode=a.get("agent-mode", "answering"),
+                              os=a.get("guest-os", "linux"))
+        listeners.append((a["guest-agent"], None))
+    elif "agent-mode" in a or "guest-os" in a:
+        raise ValueError("--agent-mode/--guest-os need a guest agent: --guest-agent PATH or an "
+                         "org.qemu.guest_agent.0 virtserialport")
+    if vm.agent is not None and vm.guest.booted and vm.runstate == "running":
+        vm.agent.guest_booted()       # the VM started running: the agent is up at once
+        vm.drain_events()             # no client can have heard it: QEMU reports the port state in query-chardev
+    return listeners
 
 
 def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int:
@@ -265,6 +303,7 @@ def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int
         for attr in ("state_file", "trace_file"):
             if getattr(prepared.args, attr, None):
                 setattr(prepared.args, attr, os.path.abspath(getattr(prepared.args, attr)))
+        prepared.agent_listeners[:] = [(os.path.abspath(p) if p else p, sock) for p, sock in prepared.agent_listeners]
         daemon = dropin.Daemon()
         status = daemon.start()
         if status is not None:
@@ -282,7 +321,7 @@ def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int
     try:
         return asyncio.run(_serve(prepared.monitor, endpoints, prog, sockets=prepared.sockets,
                                   locations=prepared.locations, pidfile=d.pidfile, daemon=daemon, tracer=tracer,
-                                  dropin_opts=d))
+                                  dropin_opts=d, agent_listeners=prepared.agent_listeners))
     finally:
         if daemon is not None:
             daemon.failed()        # no-op once it reported ready
@@ -301,8 +340,8 @@ def _bind_error(ep, e: OSError) -> str:
 
 
 async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, pidfile=None, daemon=None,
-                 tracer=None, dropin_opts=None) -> int:
-    from .qmp.server import QMPServer
+                 tracer=None, dropin_opts=None, agent_listeners=()) -> int:
+    from .qmp.server import Endpoint, QMPServer
 
     def report(text: str) -> None:
         sys.stderr.write(dropin.stamp(text, prog, dropin_opts))
@@ -318,6 +357,15 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
         except OSError as e:
             where = locations[n] if locations and n < len(locations) else f"-qmp {ep}"
             report(f"{prog}: {where}: {_bind_error(ep, e)}\n")
+            await server.close()
+            return 1
+    if agent_listeners:
+        from .qmp.agent_server import serve_agent
+        try:
+            await serve_agent(server, agent_listeners)
+        except OSError as e:
+            path = next((p for p, _ in agent_listeners if p), "")
+            report(f"{prog}: guest agent chardev: {_bind_error(Endpoint('unix', path=path), e)}\n")
             await server.close()
             return 1
     for _, sock in sockets:
@@ -362,6 +410,11 @@ cpuhot options:
   --arch x86_64|ppc64|s390x  target when -machine does not say
   --guest MODE               what the guest does after device_del (cooperative, none, ...)
   --trace FILE               write every QMP exchange as JSON lines (python -m cpuhot replay)
+  --guest-agent PATH         a guest agent (qemu-ga protocol) on a UNIX socket (or: a virtserialport
+                             named org.qemu.guest_agent.0 on a -chardev socket)
+  --agent-mode MODE          answering (default), never, late:SECONDS, absent
+  --guest-os linux|windows   which vCPUs the guest can offline
+  --guest-onlining MODE      hot-plugged vCPUs: udev (online at once), delayed:SECONDS, offline
 Other commands: python -m cpuhot replay TRACE --against ADDRESS | show ADDRESS [--svg FILE] [--watch]
 """
 

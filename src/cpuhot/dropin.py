@@ -131,6 +131,8 @@ class Dropin:
     accel_outcome: tuple = field(default_factory=lambda: ([], None))
     #: warnings of the stages after -smp, for the caller to print before the VM's own
     late_warnings: str = ""
+    #: ``-device virtserialport,...``: the options of each (the guest agent's port among them)
+    serial_ports: list = field(default_factory=list)
 
 
 # -- QemuOpts helpers ------------------------------------------------------------------------
@@ -260,6 +262,69 @@ def finish_parse(d: Dropin, opts) -> None:
         for c in d.chardevs:
             if c.backend == "stdio":
                 raise DropinError("cannot use stdio with -daemonize", location=c.location)
+    take_serial_ports(d, opts)
+
+
+# -- virtio-serial ports (the guest agent's channel) ------------------------------------------------
+
+SERIAL_PORT_DRIVERS = ("virtserialport", "virtconsole")
+
+
+def take_serial_ports(d: Dropin, opts) -> None:
+    """Take ``-device virtserialport,...`` out of the CPU/PCI device list: the ports live on a
+    virtio-serial controller's bus, and the one named ``org.qemu.guest_agent.0`` carries the guest
+    agent (:mod:`cpuhot.machine.agent`).  Their chardevs are checked once all are known."""
+    kept = []
+    buses: list[str] = []                # virtio-serial buses created so far (QEMU realizes -device in order)
+    for text in opts.devices:
+        try:
+            pairs = dict(parse_option_string(text, implied="driver"))
+        except Exception:
+            kept.append(text)            # the device code reports the syntax error
+            continue
+        driver = pairs.get("driver")
+        if driver in SERIAL_PORT_DRIVERS:
+            location = f"-device {text}"
+            if "bus" in pairs:
+                if pairs["bus"] not in buses:
+                    raise DropinError(f"Bus '{pairs['bus']}' not found", location=location)
+            elif not buses:
+                raise DropinError(f"No 'virtio-serial-bus' bus found for device '{driver}'", location=location)
+            d.serial_ports.append((pairs, location))
+        else:
+            if driver in ("virtio-serial-pci", "virtio-serial", "virtio-serial-device"):
+                buses.append(f"{pairs['id']}.0" if "id" in pairs else "virtio-serial-bus")
+            kept.append(text)
+    opts.devices[:] = kept
+    for pairs, location in d.serial_ports:
+        name = pairs.get("chardev")
+        if name is not None and not any(c.id == name for c in d.chardevs):
+            raise DropinError(f"Property '{pairs['driver']}.chardev' can't find value '{name}'", location=location)
+
+
+def agent_channels(d: Dropin) -> list[tuple[str, object]]:
+    """The guest agent ports: (port id, its chardev), for ports named org.qemu.guest_agent.0."""
+    from .machine.agent import AGENT_PORT_NAME
+    out = []
+    for pairs, _ in d.serial_ports:
+        if pairs.get("name") == AGENT_PORT_NAME and pairs.get("chardev"):
+            chardev = next(c for c in d.chardevs if c.id == pairs["chardev"])
+            out.append((pairs.get("id", pairs["chardev"]), chardev))
+    return out
+
+
+def chardev_listener(c: Chardev) -> tuple[str | None, socket.socket | None]:
+    """A socket chardev's listening address: (unix path, None) or (None, inherited socket)."""
+    if "path" in c.opts:
+        return c.opts["path"], None
+    if "fd" in c.opts:
+        sock = socket.socket(fileno=int(c.opts["fd"]))
+        try:
+            sock.listen(64)
+        except OSError:
+            pass
+        return None, sock
+    return None, None
 
 
 # -- after the scan, before the VM is built -------------------------------------------------------

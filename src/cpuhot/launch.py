@@ -72,7 +72,8 @@ class LaunchError(CpuhotError):
 
 def build_argv(machine=None, smp=None, cpu=None, memory=None, numa=(), devices=(), accel=None,
                paused=False, compat=None, arch=None, guest=None, name=None, uuid=None, seed=None, clock=None,
-               trace=None, objects=(), extra: Sequence[str] = ()) -> list[str]:
+               trace=None, objects=(), extra: Sequence[str] = (), guest_agent=None, agent_mode=None,
+               guest_os=None, guest_onlining=None) -> list[str]:
     """The ``serve`` argv for :func:`launch`'s keywords (``extra`` is appended as is)."""
     argv: list[str] = []
     if machine:
@@ -109,6 +110,10 @@ def build_argv(machine=None, smp=None, cpu=None, memory=None, numa=(), devices=(
         argv += ["--clock", clock]
     if trace:
         argv += ["--trace", str(trace)]
+    for option, value in (("--guest-agent", guest_agent), ("--agent-mode", agent_mode), ("--guest-os", guest_os),
+                          ("--guest-onlining", guest_onlining)):
+        if value is not None:
+            argv += [option, str(value)]
     return argv + list(extra)
 
 
@@ -208,7 +213,8 @@ def launch(*, subprocess: bool = False, qmp_path: str | None = None, **kw) -> Ru
     Keywords: ``machine``, ``smp``, ``cpu``, ``memory``, ``objects``, ``numa``, ``devices``,
     ``accel``, ``paused`` (``-S``), ``name``, ``uuid``, ``compat`` (``"qemu-7.2"``), ``arch``,
     ``guest`` (``"cooperative"``, ``"none"``, ...), ``seed``, ``clock``, ``trace`` (a file:
-    every QMP exchange as JSON lines), ``extra`` (more argv).
+    every QMP exchange as JSON lines), ``guest_agent`` (a socket path for the guest agent),
+    ``agent_mode``, ``guest_os``, ``guest_onlining``, ``extra`` (more argv).
 
     >>> with launch(machine="q35", smp="2,maxcpus=8", guest="cooperative") as vm:   # doctest: +SKIP
     ...     with vm.client() as qmp:
@@ -285,6 +291,9 @@ def _launch_thread(prepared, qmp_path: str, tmpdir, argv=()) -> RunningVM:
             try:
                 for ep in prepared.endpoints:
                     await server.listen(ep)
+                if prepared.agent_listeners:
+                    from .qmp.agent_server import serve_agent
+                    await serve_agent(server, prepared.agent_listeners)
             except BaseException as e:   # report bind failures to the caller
                 state["error"] = e
                 await server.close()

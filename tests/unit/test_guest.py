@@ -119,6 +119,7 @@ def test_pseries_refuse_sends_guest_error():
 
 def test_pseries_core_not_yet_configured_by_the_guest_goes_at_once():
     vm = vm_with("cooperative:5", arch="ppc64", machine="pseries")
+    vm.guest.set_onlining("delayed:0.005")       # udev (the default) would configure it at once
     vm.device_add({"driver": CORE, "id": "c3", "core-id": 3})
     vm.device_del("c3")                    # before the guest onlined it
     assert [n for n, _ in events(vm)] == ["DEVICE_DELETED"] * 4
@@ -183,6 +184,7 @@ def test_device_del_twice_from_two_requests_ejects_once():
 
 def test_device_del_of_a_cpu_still_being_onlined():
     vm = vm_with("cooperative:0.5")
+    vm.guest.set_onlining("delayed:0.005")  # udev (the default) would online it at once
     plug_x86(vm, "vcpu2", 2)
     assert not vm.vcpus[-1].online         # the guest has not onlined it yet
     vm.device_del("vcpu2")                 # x86: the request goes to the guest all the same

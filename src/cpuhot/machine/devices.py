@@ -18,6 +18,8 @@ PCI_DEVICES = {
     "virtio-net-pci": ("mac", "netdev", "addr", "romfile", "bootindex", "multifunction", "mq", "vectors"),
     "virtio-balloon-pci": ("addr", "multifunction"),
     "virtio-rng-pci": ("addr", "multifunction", "rng"),
+    # the guest agent's virtio-serial controller (its ports: cpuhot.dropin, cpuhot.machine.agent)
+    "virtio-serial-pci": ("addr", "multifunction", "max_ports", "vectors", "ioeventfd"),
 }
 
 #: the default bus of PCI devices per machine family and whether it takes hotplug

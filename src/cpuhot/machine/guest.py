@@ -25,8 +25,16 @@ through the DRC.  The guest is a switch here (``--guest MODE``, or
 ``auto`` (default)
     ``none`` until the VM has run, ``cooperative`` from then on: a guest boots when the VM runs.
 
-The guest also onlines hot-plugged vCPUs after ``online_delay`` (Linux's udev
-rule does that), which ``x-cpuhot-guest-cpus`` shows.
+The guest also brings hot-plugged vCPUs online (``--guest-onlining``, or
+``x-cpuhot-guest-agent`` at run time), which ``x-cpuhot-guest-cpus`` and the guest
+agent's ``guest-get-vcpus`` show:
+
+``udev`` (default)
+    online at once, as Linux's udev rule ``SUBSYSTEM=="cpu", ACTION=="add", ATTR{online}="1"`` does.
+``delayed:SECONDS``
+    online after SECONDS.
+``offline``
+    left offline until the guest agent (``guest-set-vcpus``) or ``x-cpuhot-guest-online`` onlines it.
 """
 
 from __future__ import annotations
@@ -45,6 +53,27 @@ ACPI_OST_EC_OSPM_EJECT = 0x103
 ACPI_OST_SC_SUCCESS = 0
 ACPI_OST_SC_DEVICE_BUSY = 0x82
 ACPI_OST_SC_EJECT_IN_PROGRESS = 0x84
+
+ONLINING_MODES = ("udev", "delayed", "offline")
+
+
+def parse_onlining(text: str) -> tuple[str, float]:
+    """``udev``, ``delayed[:SECONDS]``, ``offline`` -> (name, delay)."""
+    name, _, arg = text.partition(":")
+    if name not in ONLINING_MODES:
+        raise ValueError(f"unknown onlining mode '{name}' (one of: {', '.join(ONLINING_MODES)})")
+    if name == "delayed":
+        try:
+            delay = float(arg) if arg else 1.0
+        except ValueError:
+            raise ValueError(f"bad argument for onlining mode '{text}'") from None
+        if not 0 <= delay < 1e6:
+            raise ValueError(f"bad argument for onlining mode '{text}'")
+        return name, delay
+    if arg:
+        raise ValueError(f"onlining mode '{name}' takes no argument")
+    return name, 0.0
+
 
 MODES = ("auto", "none", "cooperative", "slow", "unresponsive", "refuse", "flaky")
 
@@ -95,6 +124,18 @@ class Guest:
         self.online_delay = online_delay
         #: set once the VM has run (a guest booted)
         self.booted = False
+        #: what the guest does with a hot-plugged vCPU: "udev" (online at once), "delayed", "offline"
+        self.onlining = "udev"
+
+    def set_onlining(self, text: str) -> None:
+        name, delay = parse_onlining(text)
+        self.onlining = name
+        if name == "delayed":
+            self.online_delay = delay
+
+    @property
+    def onlining_text(self) -> str:
+        return f"delayed:{self.online_delay:g}" if self.onlining == "delayed" else self.onlining
 
     # -- what the guest is right now ------------------------------------------------
     @property
@@ -124,6 +165,19 @@ class Guest:
             for slot in vm.slots:
                 if slot.cpu is not None:
                     slot.cpu.guest_configured = True
+        agent = getattr(vm, "agent", None)
+        if agent is not None and not agent.open:
+            agent.guest_booted()           # qemu-ga starts (again, after a reset) and opens its port
+
+    def on_reset(self, vm) -> None:
+        """A system reset reboots the guest: qemu-ga closes its port and opens it again once the
+        guest is back (at once if the VM keeps running, otherwise at the next ``cont``)."""
+        agent = getattr(vm, "agent", None)
+        if agent is None or not agent.open:
+            return
+        agent.guest_stopped()
+        if vm.runstate == "running":
+            vm.timers.call_later(self.mode.delay, lambda: agent.guest_booted() if not agent.open else None)
 
     def on_plugged(self, vm, device) -> None:
         """A CPU was hot-plugged: the guest onlines its vCPUs after a while."""
@@ -135,9 +189,12 @@ class Guest:
         def online() -> None:
             if device.slot.cpu is device:
                 for v in device.vcpus:
-                    v.online = True
+                    v.online = self.onlining != "offline"
                 device.guest_configured = True
-        vm.timers.call_later(self.online_delay, online)
+        if self.onlining == "udev" and vm.runstate == "running":
+            online()
+        else:
+            vm.timers.call_later(self.online_delay, online)
 
     # -- unplug requests ----------------------------------------------------------------
     def x86_unplug_request(self, vm, device) -> None:

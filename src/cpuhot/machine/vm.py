@@ -94,6 +94,8 @@ class VirtualMachine:
         self.exit_requested = False
         #: the machine powered itself off (s390x's disabled-wait panic): the server ends the process
         self.powered_off = False
+        #: the guest agent on an org.qemu.guest_agent.0 port (:mod:`cpuhot.machine.agent`), or None
+        self.agent = None
 
     # -- construction ------------------------------------------------------
     def set_slots(self, slots: list[CpuSlot]) -> None:
@@ -588,9 +590,27 @@ class VirtualMachine:
         if self.guest.present and self.guest.effective != "unresponsive" and self.runstate == "running":
             self.timers.call_later(self.guest.mode.delay, self._guest_shutdown)
 
+    def guest_shutdown_request(self, *, reboot: bool = False) -> None:
+        """The guest shuts itself down (or reboots), e.g. on the agent's ``guest-shutdown``."""
+        if reboot:
+            self.timers.call_later(self.guest.mode.delay, self._guest_reboot)
+        else:
+            self.timers.call_later(self.guest.mode.delay, self._guest_shutdown)
+
+    def _guest_reboot(self) -> None:
+        if self.runstate != "running":
+            return
+        if self.agent is not None:
+            self.agent.guest_stopped()
+        self.emit("RESET", {"guest": True, "reason": "guest-reset"})
+        if self.agent is not None:
+            self.agent.guest_booted()
+
     def _guest_shutdown(self) -> None:
         if self.runstate != "running":
             return
+        if self.agent is not None:
+            self.agent.guest_stopped()        # qemu-ga stops before the guest powers off
         self.emit("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"})
         if self.no_shutdown:
             self.runstate = "shutdown"

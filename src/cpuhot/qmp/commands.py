@@ -340,8 +340,37 @@ def query_command_line_options(ctx, option=None):
 
 @command("query-chardev")
 def query_chardev(ctx):
-    """cpuhot has no character devices besides its monitors, which are not listed."""
-    return []
+    """The guest agent's chardev (``frontend-open``: the guest's qemu-ga has its port open);
+    the monitors' chardevs are not listed."""
+    agent = ctx.vm.agent
+    if agent is None:
+        return []
+    return [{"frontend-open": agent.open, "filename": agent.chardev_filename, "label": agent.chardev_id}]
+
+
+@command("x-cpuhot-guest-agent", args=(Arg("mode", "str", optional=True), Arg("os", "str", optional=True),
+                                       Arg("onlining", "str", optional=True)))
+def x_cpuhot_guest_agent(ctx, mode=None, os=None, onlining=None):
+    """Read or set the guest agent (``answering``, ``never``, ``late:S``, ``absent``), the guest OS
+    (``linux``, ``windows``) and what the guest does with hot-plugged vCPUs (``udev``,
+    ``delayed:S``, ``offline``)."""
+    vm = ctx.vm
+    try:
+        if onlining is not None:
+            vm.guest.set_onlining(onlining)
+        if (mode is not None or os is not None) and vm.agent is None:
+            raise GenericError("this VM has no guest agent channel (org.qemu.guest_agent.0)")
+        if os is not None:
+            from ..machine.agent import GUEST_OSES
+            if os not in GUEST_OSES:
+                raise ValueError(f"unknown guest OS '{os}' (one of: {', '.join(GUEST_OSES)})")
+            vm.agent.os = os
+        if mode is not None:
+            vm.agent.set_mode(mode)
+    except ValueError as e:
+        raise GenericError(str(e)) from None
+    info = vm.agent.info() if vm.agent is not None else {}
+    return {"onlining": vm.guest.onlining_text, **info}
 
 
 @command("query-named-block-nodes", args=(Arg("flat", "bool", optional=True),))

@@ -212,6 +212,14 @@ class BalloonChangeData(QAPIModel):
 EVENTS["BALLOON_CHANGE"] = BalloonChangeData
 
 
+class VserportChangeData(QAPIModel):
+    id: str
+    open: bool
+
+
+EVENTS["VSERPORT_CHANGE"] = VserportChangeData
+
+
 class ObjectTypeInfo(QAPIModel):
     name: str
     abstract: Optional[bool] = None

@@ -416,6 +416,10 @@ class QMPServer:
         #: id(element) -> (element, its encoding): see encode()
         self._memo: dict[int, tuple[object, bytes]] = {}
         self._memo_cap = 4096
+        #: called after every change of the model (the guest agent's endpoint re-checks its state)
+        self.model_listeners: list = []
+        #: coroutines run when the server closes (other endpoints of the VM: the guest agent)
+        self.closers: list = []
 
     def trace(self, direction: str, session, payload) -> None:
         if self.tracer is not None:
@@ -476,6 +480,9 @@ class QMPServer:
             self._stopped.set()
 
     async def close(self) -> None:
+        for closer in self.closers:
+            await closer()
+        self.closers = []
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -589,6 +596,8 @@ class QMPServer:
         if self.stderr_sink is not None and vm.stderr:
             lines, vm.stderr[:] = list(vm.stderr), []
             self.stderr_sink(lines)
+        for listener in self.model_listeners:
+            listener()
         deadline = vm.next_deadline()
         if deadline is None or getattr(vm.clock, "virtual", False):
             if self._timer is not None:
@@ -626,6 +635,17 @@ class QMPServer:
             self.request_stop()
             return
         self.model_changed()
+
+
+    def deliver_events(self) -> None:
+        """Send the model's pending events now (changes made outside a QMP command)."""
+        out = self.monitor.take_events()
+        if out:
+            self.cork()
+            try:
+                self.deliver(out)
+            finally:
+                self.uncork()
 
 
 def _state_key(vm) -> tuple:
