@@ -135,6 +135,7 @@ def test_a_simulated_guest_starts_the_cpus_it_onlines():
     vm = build_machine(LaunchOptions(arch="s390x", machine=S390, smp="1,maxcpus=2", guest="auto",
                                      clock="virtual", start_paused=True)).vm
     vm.cont()
+    vm.guest.set_onlining("delayed:5")        # udev (the default) would online it at once
     vm.device_add({"driver": "qemu-s390x-cpu", "core-id": 1, "id": "c1"})
     assert [c["cpu-state"] for c in vm.query_cpus_fast()] == ["operating", "stopped"]
     vm.clock_step(30)

@@ -35,6 +35,8 @@ class NonePolicy:
     def child_names(self, device) -> set[str]:
         return set()
 
+    query_cpus_extra_after = "thread_id"
+
     def query_cpus_extra(self, vm, vcpu) -> dict:
         return {}
 

@@ -179,6 +179,9 @@ class S390Policy:
                 out["cpu-state"] = self.cpu_state(vm, vcpu)
         return out
 
+    #: legacy query-cpus: ``cpu-state`` follows ``props``
+    query_cpus_extra_after = "props"
+
     def query_cpus_extra(self, vm, vcpu) -> dict:
         """Legacy ``query-cpus`` (5.2): ``"arch": "s390"`` and ``cpu-state``."""
         state = self.cpu_state(vm, vcpu)

@@ -147,6 +147,9 @@ class SpaprPolicy:
         """The thread types: real CPU types, but not what pseries plugs."""
         return frozenset(d["typename"] for d in cpu_definitions(self.arch, release) if d["typename"])
 
+    #: legacy query-cpus: ``nip`` follows ``CPU``
+    query_cpus_extra_after = "CPU"
+
     def query_cpus_extra(self, vm, vcpu) -> dict:
         return {"nip": 0x100}
 

@@ -228,10 +228,16 @@ class VirtualMachine:
         arch = self.policy.legacy_arch
         out = []
         for i, v in enumerate(self.vcpus):
-            entry = {"arch": arch, "current": i == 0, "props": v.device.slot.qmp_props(show_node),
-                     "CPU": v.cpu_index, "qom_path": v.qom_path,
-                     "halted": i != 0 and not (running and v.online), "thread_id": v.thread_id}
-            entry.update(self.policy.query_cpus_extra(self, v))
+            base = {"arch": arch, "current": i == 0, "props": v.device.slot.qmp_props(show_node),
+                    "CPU": v.cpu_index, "qom_path": v.qom_path,
+                    "halted": i != 0 and not (running and v.online), "thread_id": v.thread_id}
+            # the target's own members (x86 pc, ppc nip, s390x cpu-state) where QEMU 5.2 puts them
+            extra = self.policy.query_cpus_extra(self, v)
+            entry = {}
+            for k, val in base.items():
+                entry[k] = extra.pop(k, val)
+                if k == self.policy.query_cpus_extra_after:
+                    entry.update(extra)
             out.append(entry)
         return out
 

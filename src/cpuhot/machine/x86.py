@@ -143,6 +143,9 @@ class X86Policy:
         return frozenset()
 
     # -- queries ----------------------------------------------------------------
+    #: legacy query-cpus: ``pc`` follows ``qom_path``
+    query_cpus_extra_after = "qom_path"
+
     def query_cpus_extra(self, vm, vcpu) -> dict:
         """Legacy ``query-cpus``: the reset vector as ``pc``."""
         return {"pc": 0xFFFFFFF0}
