@@ -45,6 +45,12 @@ class RecordError(Exception):
     pass
 
 
+class StartupRefused(Exception):
+    """A VM the scenario meant to drive refused to start on this release (e.g. QEMU 10.0 refuses
+    ``-smp 0``, which 7.2 accepted): that refusal is the release's behaviour, so the transcript ends
+    at the step that would have connected and records the refusal (tag ``startup-refusal``)."""
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -429,7 +435,7 @@ class Run:
         if op == "connect":
             vm = self.vms[a.get("vm") or "vm0"]
             if vm.refused:
-                raise RecordError(f"connect to refused VM {vm.name}")
+                raise StartupRefused(vm.name)
             c = Client(a.get("c", "c0"), vm)
             self.clients[c.name] = c
             c.connect()
@@ -523,8 +529,11 @@ class Run:
                 vm.start()
             for vm in self.vms.values():
                 vm.wait_ready()
-            for a in sc["steps"]:
-                self.do(a)
+            try:
+                for a in sc["steps"]:
+                    self.do(a)
+            except StartupRefused:
+                self.refused_early = True
             # let a VM that is on its way out (after quit / failed migration) finish
             for vm in self.vms.values():
                 vm.poll_exit()
@@ -552,7 +561,8 @@ class Run:
         t = {
             "name": sc["name"],
             "description": sc["description"],
-            "tags": list(sc["tags"]),
+            "tags": list(sc["tags"]) + (["startup-refusal"] if getattr(self, "refused_early", False)
+                                        and "startup-refusal" not in sc["tags"] else []),
             "qemu_version": qemu_version(first),
             "volatile_keys": list(sc["volatile_keys"]),
         }
