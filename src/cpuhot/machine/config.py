@@ -23,6 +23,7 @@ from .spapr import SpaprPolicy
 from .vm import CpuIndexRule, VirtualMachine
 from .x86 import X86Policy
 from .qdev import id_wellformed
+from .release import get_release
 
 DEFAULT_RAM = 128 << 20
 PSERIES_DEFAULT_RAM = 512 << 20
@@ -130,10 +131,15 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
                           "(it simulates pc-i440fx-*, pc-q35-* and pseries-*)")
     family = machine.family
     version = machine.version
+    release = get_release(opts.release)
+    if machine.deprecated and release.deprecated_machine_warning:
+        warnings.append("warning: " + release.deprecated_machine_warning.format(machine.name))
     rules = SmpRules(machine_name=machine.name, max_cpus=machine.cpu_max,
                      dies_supported=family in ("pc", "q35"), clusters_supported=False,
-                     prefer_sockets=version < (6, 2))
-    topology, smp_warnings = derive_topology(parse_smp(opts.smp), rules)
+                     prefer_sockets=version < (6, 2), zero_is_error=release.smp_zero_is_error,
+                     unsupported_text=release.smp_unsupported_text,
+                     modules_supported=release.x86_modules and family in ("pc", "q35"))
+    topology, smp_warnings = derive_topology(parse_smp(opts.smp, release.smp_extra_keys), rules)
     warnings.extend(smp_warnings)
     cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type)
     ram_size = _memory_size(opts.memory, PSERIES_DEFAULT_RAM if family == "pseries" else DEFAULT_RAM)
@@ -146,7 +152,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
                              hotpluggable=machine.hotpluggable_cpus)
     else:
         policy = X86Policy(family, topology, cpu_model.cpu_type, accel, machine.cpu_max,
-                           cpu_text=opts.cpu or cpu_model.name)
+                           cpu_text=opts.cpu or cpu_model.name, release=release)
 
     slots = policy.build_slots()
     numa = NumaBuilder(slots, max_cpus=topology.max_cpus, numa_mem_supported=machine.numa_mem_supported,

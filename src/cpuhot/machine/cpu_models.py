@@ -77,17 +77,16 @@ def model_from_type(arch: str, cpu_type: str) -> CpuModel:
 
 
 @cache
-def _tcg_warning_table() -> dict[str, list[str]]:
-    path = resources.files("cpuhot.machine").joinpath("data/tcg-warnings-x86_64.json")
-    return json.loads(path.read_text())
+def _tcg_warning_table(release: str = DEFAULT_RELEASE) -> dict[str, list[str]]:
+    return json.loads(data_text(release, "tcg-warnings-x86_64.json"))
 
 
 @cache
-def _tcg_feature_lines() -> tuple[dict[str, str], dict[str, int]]:
+def _tcg_feature_lines(release: str = DEFAULT_RELEASE) -> tuple[dict[str, str], dict[str, int]]:
     """feature name -> warning text, and the print rank of each CPUID word."""
     lines: dict[str, str] = {}
     rank: dict[str, int] = {}
-    for texts in _tcg_warning_table().values():
+    for texts in _tcg_warning_table(release).values():
         for text in texts:
             where = text.split(": ", 1)[1]             # CPUID.01H:ECX.x2apic [bit 21]
             word, rest = where.rsplit(".", 1)
@@ -97,11 +96,11 @@ def _tcg_feature_lines() -> tuple[dict[str, str], dict[str, int]]:
     return lines, rank
 
 
-def tcg_feature_warnings(cpu_text: str) -> list[str]:
-    """What QEMU 7.2's TCG prints (one line per feature) when it realises an x86 CPU of ``-cpu cpu_text``."""
+def tcg_feature_warnings(cpu_text: str, release: str = DEFAULT_RELEASE) -> list[str]:
+    """What QEMU's TCG prints (one line per feature) when it realises an x86 CPU of ``-cpu cpu_text``."""
     name, *features = cpu_text.split(",")
-    table = _tcg_warning_table()
-    feature_lines, rank = _tcg_feature_lines()
+    table = _tcg_warning_table(release)
+    feature_lines, rank = _tcg_feature_lines(release)
     wanted = {t.split(": ", 1)[1].rsplit(".", 1)[1].split(" [", 1)[0]: t for t in table.get(name, [])}
     for f in features:
         if f.startswith("+") or f.endswith("=on"):

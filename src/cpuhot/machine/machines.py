@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from .errors import ConfigError
-from .release import DEFAULT_RELEASE, data_text
+from .release import DEFAULT_RELEASE, data_text, get_release
 
 ARCHES = ("x86_64", "ppc64")
 
@@ -93,7 +93,9 @@ def find_machine(arch: str, name: str | None, release: str = DEFAULT_RELEASE) ->
     for m in table:
         if (name is None and m.is_default) or (name is not None and name in (m.name, m.alias)):
             return m
-    raise ConfigError("unsupported machine type", hints=("Use -machine help to list supported machines",))
+    text = f'unsupported machine type: "{name}"' if get_release(release).unknown_machine_named else \
+        "unsupported machine type"
+    raise ConfigError(text, hints=("Use -machine help to list supported machines",))
 
 
 def arch_of_machine(name: str, release: str = DEFAULT_RELEASE) -> str | None:

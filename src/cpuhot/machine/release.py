@@ -23,12 +23,39 @@ class Release:
     name: str
     #: what the greeting and ``query-version`` say
     version: tuple[int, int, int]
+    # -- behavioural rules; the default is QEMU 7.2's behaviour --------------------------------
+    #: ``query-status`` still has ``singlestep`` (QEMU 8.1 dropped it)
+    status_singlestep: bool = True
+    #: an -smp member given as 0: a deprecation warning (7.2) or a refusal (9.0+)
+    smp_zero_is_error: bool = False
+    #: -smp keys beyond 7.2's (10.0 parses drawers, books and modules for every machine)
+    smp_extra_keys: tuple[str, ...] = ()
+    #: the refusal of an unsupported -smp level; ``{level}`` is e.g. ``dies``
+    smp_unsupported_text: str = "{level} not supported by this machine's CPU topology"
+    #: x86 has a module level between die and core (9.1+): -smp messages count ``modules (1)``,
+    #: CPU names say ``module: 0``
+    x86_modules: bool = False
+    #: qemu64 with threads > 1 on x86: the AMD hyperthreading warning as one line (10.0) or two (7.2)
+    amd_ht_warning_one_line: bool = False
+    #: an unknown -machine type: ``unsupported machine type: "NAME"`` (10.0) or without the name (7.2)
+    unknown_machine_named: bool = False
+    #: printed (after ``warning: ``) for a machine type query-machines marks deprecated; None: nothing
+    deprecated_machine_warning: str | None = None
+    #: device_del of a QOM path that is not a device
+    not_a_device_text: str = "{} is not a hotpluggable device"
 
 
 RELEASES: dict[str, Release] = {
     "5.2": Release("5.2", (5, 2, 0)),       # Debian 11; made exact in the multi-version work
     "7.2": Release("7.2", (7, 2, 22)),      # Debian 12
-    "10.0": Release("10.0", (10, 0, 13)),   # Debian 13; made exact in the multi-version work
+    "10.0": Release("10.0", (10, 0, 13),    # Debian 13, recorded in transcripts/qemu-10.0
+                    status_singlestep=False, smp_zero_is_error=True,
+                    smp_extra_keys=("drawers", "books", "modules"),
+                    smp_unsupported_text="{level} > 1 not supported by this machine's CPU topology",
+                    x86_modules=True, amd_ht_warning_one_line=True, unknown_machine_named=True,
+                    deprecated_machine_warning="Machine type '{}' is deprecated: machines more than 3 years "
+                                               "old are subject to deletion after 6 years",
+                    not_a_device_text="{} is not a device"),
 }
 
 DEFAULT_RELEASE = "7.2"

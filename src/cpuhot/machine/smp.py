@@ -41,6 +41,10 @@ class SmpConfig:
     cores: int | None = None
     threads: int | None = None
     maxcpus: int | None = None
+    # QEMU 9.0+ (Release.smp_extra_keys); appended so positional use stays as it was
+    drawers: int | None = None
+    books: int | None = None
+    modules: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,13 @@ class SmpRules:
     dies_supported: bool = True
     clusters_supported: bool = False
     prefer_sockets: bool = False
+    #: the release's rules (:class:`cpuhot.machine.release.Release`); 7.2's by default
+    zero_is_error: bool = False
+    unsupported_text: str = "{level} not supported by this machine's CPU topology"
+    modules_supported: bool = False
 
 
-def parse_smp(text: str | None) -> SmpConfig:
+def parse_smp(text: str | None, extra_keys: tuple[str, ...] = ()) -> SmpConfig:
     """Parse an ``-smp`` argument (``None`` when the option is absent).
 
     >>> parse_smp("2,maxcpus=6")
@@ -69,7 +77,7 @@ def parse_smp(text: str | None) -> SmpConfig:
         raise ConfigError(str(e)) from None
     values: dict[str, int] = {}
     for key, raw in pairs:
-        if key not in SMP_KEYS:
+        if key not in SMP_KEYS and key not in extra_keys:
             raise ConfigError(f"Parameter 'smp.{key}' is unexpected")
         try:
             values[key] = parse_int(raw)
@@ -86,8 +94,10 @@ def _signed32(v: int) -> int:
 def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[str]]:
     """Apply QEMU 7.2's ``machine_parse_smp_config``; return the topology and warnings."""
     warnings: list[str] = []
-    given = [getattr(cfg, k) for k in SMP_KEYS]
+    given = [getattr(cfg, k) for k in (*SMP_KEYS, "drawers", "books", "modules")]
     if any(v is not None and v == 0 for v in given):
+        if rules.zero_is_error:
+            raise ConfigError("Invalid CPU topology: CPU topology parameters must be greater than zero")
         warnings.append(f"warning: {ZERO_WARNING}")
 
     def u(v: int | None) -> int:
@@ -96,10 +106,19 @@ def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[
     cpus, sockets, dies, clusters = u(cfg.cpus), u(cfg.sockets), u(cfg.dies), u(cfg.clusters)
     cores, threads, maxcpus = u(cfg.cores), u(cfg.threads), u(cfg.maxcpus)
 
+    for level in ("drawers", "books"):     # no machine cpuhot simulates has them (s390x does)
+        if u(getattr(cfg, level)) > 1:
+            raise ConfigError(rules.unsupported_text.format(level=level))
     if not rules.dies_supported and dies > 1:
-        raise ConfigError("dies not supported by this machine's CPU topology")
+        raise ConfigError(rules.unsupported_text.format(level="dies"))
     if not rules.clusters_supported and clusters > 1:
-        raise ConfigError("clusters not supported by this machine's CPU topology")
+        raise ConfigError(rules.unsupported_text.format(level="clusters"))
+    modules = u(cfg.modules)
+    if not rules.modules_supported and modules > 1:
+        raise ConfigError(rules.unsupported_text.format(level="modules"))
+    if modules > 1:
+        # QEMU 9.1+ x86 has a module level (module-id); cpuhot does not model it yet
+        raise ConfigError("cpuhot does not model -smp modules > 1 yet")
     dies = dies or 1
     clusters = clusters or 1
 
@@ -135,7 +154,8 @@ def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[
     def hierarchy() -> str:
         dies_part = f" * dies ({dies})" if rules.dies_supported else ""
         clusters_part = f" * clusters ({clusters})" if rules.clusters_supported else ""
-        return f"sockets ({sockets}){dies_part}{clusters_part} * cores ({cores}) * threads ({threads})"
+        modules_part = " * modules (1)" if rules.modules_supported else ""
+        return f"sockets ({sockets}){dies_part}{clusters_part}{modules_part} * cores ({cores}) * threads ({threads})"
 
     if product != maxcpus:
         raise ConfigError(

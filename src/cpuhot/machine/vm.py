@@ -25,6 +25,7 @@ from .clock import RealClock, Timers
 from .guest import Guest
 from .migration import MigrationState
 from .qdev import opts_from_qmp
+from .release import get_release
 from .slots import CpuDevice, CpuSlot, VCpu
 
 ABSTRACT_TYPES = {"x86_64": ("x86_64-cpu", "device", "cpu"), "ppc64": ("spapr-cpu-core", "cpu-core", "device", "cpu", "powerpc64-cpu")}
@@ -221,7 +222,10 @@ class VirtualMachine:
         return out
 
     def query_status(self) -> dict:
-        return {"status": self.runstate, "singlestep": False, "running": self.runstate == "running"}
+        status = {"status": self.runstate, "singlestep": False, "running": self.runstate == "running"}
+        if not get_release(self.release).status_singlestep:
+            del status["singlestep"]
+        return status
 
     # -- device_add ----------------------------------------------------------
     def device_add(self, arguments: dict) -> None:
@@ -405,7 +409,7 @@ class VirtualMachine:
             return self._resolve_absolute(ident, parts)
         parts = [p for p in ident.split("/") if p]
         if not parts:
-            raise GenericError(f"{ident} is not a hotpluggable device")
+            raise GenericError(get_release(self.release).not_a_device_text.format(ident))
         dev = self.peripheral.get(parts[0])
         if dev is None:
             raise DeviceNotFound(f"Device '{ident}' not found")
@@ -415,7 +419,7 @@ class VirtualMachine:
         containers = {(), ("machine",), ("machine", "peripheral"), ("machine", "peripheral-anon"),
                       ("machine", "unattached")}
         if tuple(parts) in containers:
-            raise GenericError(f"{ident} is not a hotpluggable device")
+            raise GenericError(get_release(self.release).not_a_device_text.format(ident))
         if len(parts) >= 3 and parts[0] == "machine":
             where, name, rest = parts[1], parts[2], parts[3:]
             if where == "peripheral" and name in self.peripheral:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .cpu_models import tcg_feature_warnings
 from .errors import ConfigError, GenericError
 from .qdev import qdict_order, parse_bool_property, parse_int_property
+from .release import Release, get_release
 from .slots import CpuSlot
 from .topology import CpuTopology, TopoIds
 
@@ -34,13 +35,19 @@ class X86Policy:
     legacy_arch = "x86"
 
     def __init__(self, family: str, topology: CpuTopology, cpu_type: str, accel: str, cpu_max: int,
-                 cpu_text: str = "qemu64"):
+                 cpu_text: str = "qemu64", release: Release | None = None):
         self.cpu_text = cpu_text
+        self.release = release or get_release(None)
         self.family = family
         self.topology = topology
         self.cpu_type = cpu_type
         self.accel = accel
         self.cpu_max = cpu_max
+
+    @property
+    def _module(self) -> str:
+        """The module level in CPU names (QEMU 9.1+; cpuhot models modules=1 only)."""
+        return "module: 0, " if self.release.x86_modules else ""
 
     # -- start-up ------------------------------------------------------------
     def check_config(self) -> None:
@@ -50,8 +57,9 @@ class X86Policy:
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
         if cpu_model_name == "qemu64" and self.topology.threads > 1:
-            return [f"warning: This family of AMD CPU doesn't support hyperthreading({self.topology.threads})",
-                    "Please configure -smp options properly or try enabling topoext feature."]
+            lines = [f"warning: This family of AMD CPU doesn't support hyperthreading({self.topology.threads})",
+                     "Please configure -smp options properly or try enabling topoext feature."]
+            return [". ".join(lines)] if self.release.amd_ht_warning_one_line else lines
         return []
 
     def reset_warnings(self, cpu_model_name: str) -> list[str]:
@@ -64,7 +72,7 @@ class X86Policy:
         """TCG's complaints about CPUID features it cannot provide, printed per CPU realised."""
         if self.accel != "tcg":
             return []
-        return [f"warning: {t}" for t in tcg_feature_warnings(self.cpu_text)]
+        return [f"warning: {t}" for t in tcg_feature_warnings(self.cpu_text, self.release.name)]
 
     def build_slots(self) -> list[CpuSlot]:
         t = self.topology
@@ -148,7 +156,7 @@ class X86Policy:
         if slot is None:
             ids = t.ids_from_apic_id(apic_id)
             raise GenericError(
-                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, core: {ids.core}, thread: {ids.thread}] "
+                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module}core: {ids.core}, thread: {ids.thread}] "
                 f"with APIC ID {apic_id}, valid index range 0:{len(vm.slots) - 1}")
         if slot.cpu is not None:
             raise GenericError(f"CPU[{slot.index}] with APIC ID {apic_id} exists")
@@ -186,7 +194,7 @@ class X86Policy:
         slot = vm.slot_by_arch_id(apic)
         if slot is None:
             raise GenericError(
-                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, core: {ids.core}, thread: {ids.thread}] "
+                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module}core: {ids.core}, thread: {ids.thread}] "
                 f"with APIC ID {apic}, valid index range 0:{t.max_cpus - 1}")
         if slot.cpu is not None:
             raise GenericError(f"CPU[{slot.index}] with APIC ID {slot.arch_id} exists")
