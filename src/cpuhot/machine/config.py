@@ -141,14 +141,14 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
                      modules_supported=release.x86_modules and family in ("pc", "q35"))
     topology, smp_warnings = derive_topology(parse_smp(opts.smp, release.smp_extra_keys), rules)
     warnings.extend(smp_warnings)
-    cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type)
+    cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type, opts.release)
     ram_size = _memory_size(opts.memory, PSERIES_DEFAULT_RAM if family == "pseries" else DEFAULT_RAM)
     memdevs = _memory_backends(opts.objects)
 
     if family == "pseries":
         if cpu_model.core_type is None:
             raise ConfigError(f"Unable to find sPAPR CPU Core definition")
-        policy = SpaprPolicy(topology, cpu_model.core_type, accel, version, cpu_model.name,
+        policy = SpaprPolicy(topology, cpu_model.core_type, accel, version, cpu_model.name, release=release,
                              hotpluggable=machine.hotpluggable_cpus)
     else:
         policy = X86Policy(family, topology, cpu_model.cpu_type, accel, machine.cpu_max,

@@ -42,37 +42,44 @@ def cpu_definitions(arch: str, release: str = DEFAULT_RELEASE) -> tuple[dict, ..
     return tuple(raw)
 
 
-def _x86_types() -> dict[str, str]:
-    return {d["name"]: d["typename"] for d in cpu_definitions("x86_64")}
+def _x86_types(release: str = DEFAULT_RELEASE) -> dict[str, str]:
+    return {d["name"]: d["typename"] for d in cpu_definitions("x86_64", release)}
 
 
-def resolve_cpu_model(arch: str, text: str | None, default_cpu_type: str | None) -> CpuModel:
+def spapr_core_models(release: str = DEFAULT_RELEASE) -> frozenset[str]:
+    """The CPU families that have an sPAPR core type in QEMU ``release``."""
+    from .release import get_release
+    return get_release(release).spapr_core_models or SPAPR_CORE_MODELS
+
+
+def resolve_cpu_model(arch: str, text: str | None, default_cpu_type: str | None,
+                      release: str = DEFAULT_RELEASE) -> CpuModel:
     """Resolve ``-cpu MODEL[,features]`` (features are accepted and ignored)."""
     if text is None:
         if default_cpu_type is None:
             raise ConfigError("machine has no default CPU type")
-        return model_from_type(arch, default_cpu_type)
+        return model_from_type(arch, default_cpu_type, release)
     name = text.split(",", 1)[0]
     if arch == "x86_64":
-        types = _x86_types()
+        types = _x86_types(release)
         if name not in types:
             raise ConfigError(f"unable to find CPU model '{name}'")
         return CpuModel(name=name, cpu_type=types[name], core_type=None)
     lname = name.lower()
-    for d in cpu_definitions("ppc64"):
+    for d in cpu_definitions("ppc64", release):
         if d["name"].lower() == lname and d["typename"]:
-            return model_from_type(arch, d["typename"])
-    for d in cpu_definitions("ppc64"):
+            return model_from_type(arch, d["typename"], release)
+    for d in cpu_definitions("ppc64", release):
         if d["name"].lower() == lname:
-            return model_from_type(arch, f"{d['name']}-powerpc64-cpu")
+            return model_from_type(arch, f"{d['name']}-powerpc64-cpu", release)
     raise ConfigError(f"unable to find CPU model '{name}'")
 
 
-def model_from_type(arch: str, cpu_type: str) -> CpuModel:
+def model_from_type(arch: str, cpu_type: str, release: str = DEFAULT_RELEASE) -> CpuModel:
     if arch == "x86_64":
         return CpuModel(name=cpu_type.removesuffix("-x86_64-cpu"), cpu_type=cpu_type, core_type=None)
     family = cpu_type.removesuffix("-powerpc64-cpu")
-    core = f"{family}-spapr-cpu-core" if family in SPAPR_CORE_MODELS else None
+    core = f"{family}-spapr-cpu-core" if family in spapr_core_models(release) else None
     return CpuModel(name=family, cpu_type=cpu_type, core_type=core)
 
 
@@ -119,8 +126,8 @@ def tcg_feature_warnings(cpu_text: str, release: str = DEFAULT_RELEASE) -> list[
 
 
 @cache
-def known_plug_types(arch: str) -> frozenset[str]:
+def known_plug_types(arch: str, release: str = DEFAULT_RELEASE) -> frozenset[str]:
     """Every CPU device type ``device_add`` recognises as a driver name on ``arch``."""
     if arch == "x86_64":
-        return frozenset(t for t in _x86_types().values() if t)
-    return frozenset(f"{f}-spapr-cpu-core" for f in SPAPR_CORE_MODELS)
+        return frozenset(t for t in _x86_types(release).values() if t)
+    return frozenset(f"{f}-spapr-cpu-core" for f in spapr_core_models(release))

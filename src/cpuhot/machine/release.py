@@ -43,6 +43,11 @@ class Release:
     deprecated_machine_warning: str | None = None
     #: device_del of a QOM path that is not a device
     not_a_device_text: str = "{} is not a hotpluggable device"
+    #: ppc64 CPU families with a ``*-spapr-cpu-core`` type (qom-list-types); None: 7.2's
+    #: (:data:`cpuhot.machine.cpu_models.SPAPR_CORE_MODELS`)
+    spapr_core_models: frozenset[str] | None = None
+    #: TCG warns about pseries' default ``cap-sbbc=workaround`` (4.0+ machines on 7.2; never on 10.0)
+    spapr_tcg_warns_sbbc: bool = True
 
 
 RELEASES: dict[str, Release] = {
@@ -55,7 +60,12 @@ RELEASES: dict[str, Release] = {
                     x86_modules=True, amd_ht_warning_one_line=True, unknown_machine_named=True,
                     deprecated_machine_warning="Machine type '{}' is deprecated: machines more than 3 years "
                                                "old are subject to deletion after 6 years",
-                    not_a_device_text="{} is not a device"),
+                    not_a_device_text="{} is not a device",
+                    spapr_core_models=frozenset({    # qom-list-types of QEMU 10.0.13
+                        "970_v2.2", "970mp_v1.0", "970mp_v1.1", "power5p_v2.1", "power7_v2.3", "power7p_v2.1",
+                        "power8_v2.0", "power8e_v2.1", "power8nvl_v1.0", "power9_v2.0", "power9_v2.2",
+                        "power10_v2.0", "power11_v2.0"}),
+                    spapr_tcg_warns_sbbc=False),
 }
 
 DEFAULT_RELEASE = "7.2"

@@ -271,11 +271,11 @@ class VirtualMachine:
     def _check_driver(self, driver: str) -> None:
         arch = self.policy.arch
         from .cpu_models import cpu_definitions, known_plug_types
-        if driver in known_plug_types(arch):
+        if driver in known_plug_types(arch, self.release):
             return
         if driver in ABSTRACT_TYPES[arch]:
             raise GenericError("Parameter 'driver' expects a non-abstract device type")
-        if arch == "ppc64" and any(d["typename"] == driver for d in cpu_definitions(arch)):
+        if arch == "ppc64" and any(d["typename"] == driver for d in cpu_definitions(arch, self.release)):
             raise GenericError("Parameter 'driver' expects a pluggable device type")
         raise GenericError(f"'{driver}' is not a valid device model name")
 
