@@ -48,6 +48,14 @@ class Release:
     spapr_core_models: frozenset[str] | None = None
     #: TCG warns about pseries' default ``cap-sbbc=workaround`` (4.0+ machines on 7.2; never on 10.0)
     spapr_tcg_warns_sbbc: bool = True
+    #: the source passes through the ``device`` state (a MIGRATION event) before the last pass (9.x+)
+    migration_device_state: bool = False
+    #: ``query-migrate``'s ``ram`` still has ``skipped`` (dropped in 9.1)
+    migration_ram_skipped: bool = True
+    #: TCG runs pseries with threads > 1 per core (SMT under TCG, QEMU 9.0+)
+    spapr_tcg_smt: bool = False
+    #: TCG emulates x2APIC, so -smp with APIC IDs >= 255 starts under TCG (QEMU 8.x+)
+    tcg_x2apic: bool = False
 
 
 RELEASES: dict[str, Release] = {
@@ -65,7 +73,8 @@ RELEASES: dict[str, Release] = {
                         "970_v2.2", "970mp_v1.0", "970mp_v1.1", "power5p_v2.1", "power7_v2.3", "power7p_v2.1",
                         "power8_v2.0", "power8e_v2.1", "power8nvl_v1.0", "power9_v2.0", "power9_v2.2",
                         "power10_v2.0", "power11_v2.0"}),
-                    spapr_tcg_warns_sbbc=False),
+                    spapr_tcg_warns_sbbc=False, migration_device_state=True, migration_ram_skipped=False,
+                    spapr_tcg_smt=True, tcg_x2apic=True),
 }
 
 DEFAULT_RELEASE = "7.2"

@@ -46,7 +46,7 @@ class SpaprPolicy:
         t = self.topology
         if not self.hotpluggable and t.max_cpus != t.cpus:
             raise ConfigError("This machine version does not support CPU hotplug")
-        if self.accel == "tcg" and t.threads > 1:
+        if self.accel == "tcg" and t.threads > 1 and not self.release.spapr_tcg_smt:
             raise ConfigError("TCG cannot support more than 1 thread/core on a pseries machine")
         if t.threads & (t.threads - 1):
             raise ConfigError(f"Cannot support {t.threads} threads/core on a pseries machine "

@@ -52,7 +52,7 @@ class X86Policy:
     # -- start-up ------------------------------------------------------------
     def check_config(self) -> None:
         """The x86 refusals that come after -smp parsing."""
-        if self.accel == "tcg" and self.topology.max_apic_id >= 255:
+        if self.accel == "tcg" and self.topology.max_apic_id >= 255 and not self.release.tcg_x2apic:
             raise ConfigError("current -smp configuration requires kernel irqchip and X2APIC API support.")
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..machine.cpu_models import cpu_definitions
 from ..machine.errors import CommandNotFound, GenericError
 from ..machine.machines import machine_table
+from ..machine.release import get_release
 from .dispatch import Arg, Registry
 
 COMMANDS = Registry()
@@ -254,7 +255,7 @@ def migrate_incoming(ctx, uri):
 
 @command("query-migrate")
 def query_migrate(ctx):
-    return ctx.vm.migration.query()
+    return ctx.vm.migration.query(get_release(ctx.vm.release).migration_ram_skipped)
 
 
 @command("migrate_cancel")

@@ -20,6 +20,7 @@ import socket
 import time
 
 from ..machine.errors import GenericError
+from ..machine.release import get_release
 from ..machine.migration import MigrationError, apply_incoming, check_stream, encode_stream
 
 SCHEMES = ("unix:", "tcp:")
@@ -151,6 +152,9 @@ class MigrationIO:
             if vm.runstate == "running":
                 vm.stop()
             stream = encode_stream(vm, runstate=was)
+            if get_release(vm.release).migration_device_state:
+                mig.status = "device"
+                self._event("MIGRATION", {"status": "device"})
             self._event("MIGRATION_PASS", {"pass": 2})
             writer.write(stream)
             await writer.drain()
