@@ -31,6 +31,8 @@ class MachineType:
     deprecated: bool
     numa_mem_supported: bool
     default_ram_id: str | None
+    #: whether the machine has ACPI; ``query-machines`` says so from QEMU 9.1 (None: not reported)
+    acpi: bool | None = None
 
     @property
     def family(self) -> str:
@@ -61,6 +63,8 @@ class MachineType:
                    "numa-mem-supported": self.numa_mem_supported}
         if self.default_cpu_type is not None:
             d["default-cpu-type"] = self.default_cpu_type
+        if self.acpi is not None:
+            d["acpi"] = self.acpi
         if self.is_default:
             d["is-default"] = True
         d["cpu-max"] = self.cpu_max
@@ -82,6 +86,7 @@ def machine_table(arch: str, release: str = DEFAULT_RELEASE) -> tuple[MachineTyp
             default_cpu_type=m.get("default-cpu-type"), alias=m.get("alias"),
             is_default=m.get("is-default", False), deprecated=m["deprecated"],
             numa_mem_supported=m["numa-mem-supported"], default_ram_id=m.get("default-ram-id"),
+            acpi=m.get("acpi"),
         )
         for m in raw
     )

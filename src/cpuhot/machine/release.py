@@ -56,6 +56,12 @@ class Release:
     spapr_tcg_smt: bool = False
     #: TCG emulates x2APIC, so -smp with APIC IDs >= 255 starts under TCG (QEMU 8.x+)
     tcg_x2apic: bool = False
+    #: ``error-desc`` of a migration the target rejected over the return path (None: none reported)
+    migration_rejected_error: str | None = None
+    #: a source whose migration failed goes back to its run state before (10.0) instead of postmigrate
+    migration_failure_restores_runstate: bool = False
+    #: the refusal of migrate-pause outside postcopy
+    migrate_pause_refusal: str = "migrate-pause is currently only supported during postcopy-active state"
 
 
 RELEASES: dict[str, Release] = {
@@ -74,7 +80,10 @@ RELEASES: dict[str, Release] = {
                         "power8_v2.0", "power8e_v2.1", "power8nvl_v1.0", "power9_v2.0", "power9_v2.2",
                         "power10_v2.0", "power11_v2.0"}),
                     spapr_tcg_warns_sbbc=False, migration_device_state=True, migration_ram_skipped=False,
-                    spapr_tcg_smt=True, tcg_x2apic=True),
+                    spapr_tcg_smt=True, tcg_x2apic=True, migration_rejected_error="Sibling indicated error 1",
+                    migration_failure_restores_runstate=True,
+                    migrate_pause_refusal="migrate-pause is currently only supported during postcopy-active "
+                                          "or postcopy-recover state"),
 }
 
 DEFAULT_RELEASE = "7.2"

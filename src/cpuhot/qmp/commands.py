@@ -140,7 +140,7 @@ def quit_(ctx):
 @command("migrate-pause", allow_oob=True)
 def migrate_pause(ctx):
     """Pause a postcopy migration; cpuhot never runs postcopy, so this is always QEMU's refusal."""
-    raise GenericError("migrate-pause is currently only supported during postcopy-active state")
+    raise GenericError(get_release(ctx.vm.release).migrate_pause_refusal)
 
 
 @command("qom-get", args=(Arg("path", "str"), Arg("property", "str")))

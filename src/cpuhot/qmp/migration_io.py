@@ -167,6 +167,8 @@ class MigrationIO:
                     verdict = json.loads(line).get("result", "failed") if line else "failed"
                 except json.JSONDecodeError:
                     verdict = "failed"
+                if verdict != "ok" and get_release(vm.release).migration_rejected_error:
+                    mig.error = get_release(vm.release).migration_rejected_error
             writer.close()
         except asyncio.CancelledError:
             writer.close()
@@ -180,6 +182,8 @@ class MigrationIO:
         mig.total_time = int((time.monotonic() - started) * 1000)
         mig.transferred = len(stream) if verdict == "ok" else 0
         vm.runstate = "postmigrate"
+        if verdict != "ok" and get_release(vm.release).migration_failure_restores_runstate:
+            vm.runstate = was
         mig.status = "completed" if verdict == "ok" else "failed"
         self._event("MIGRATION", {"status": mig.status})
         self._flush()
