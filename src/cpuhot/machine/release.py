@@ -60,6 +60,9 @@ class Release:
     migration_rejected_error: str | None = None
     #: a source whose migration failed goes back to its run state before (10.0) instead of postmigrate
     migration_failure_restores_runstate: bool = False
+    #: QMP device_add reads its JSON with typed visitors (qdev_device_add_from_qdict, from_json):
+    #: a non-string driver is "missing", a string for an integer CPU property is a type error
+    device_add_typed_json: bool = False
     #: the refusal of migrate-pause outside postcopy
     migrate_pause_refusal: str = "migrate-pause is currently only supported during postcopy-active state"
 
@@ -81,7 +84,7 @@ RELEASES: dict[str, Release] = {
                         "power10_v2.0", "power11_v2.0"}),
                     spapr_tcg_warns_sbbc=False, migration_device_state=True, migration_ram_skipped=False,
                     spapr_tcg_smt=True, tcg_x2apic=True, migration_rejected_error="Sibling indicated error 1",
-                    migration_failure_restores_runstate=True,
+                    migration_failure_restores_runstate=True, device_add_typed_json=True,
                     migrate_pause_refusal="migrate-pause is currently only supported during postcopy-active "
                                           "or postcopy-recover state"),
 }

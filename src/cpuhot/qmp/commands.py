@@ -48,7 +48,36 @@ def query_cpus(ctx):
 @command("device_add", args=None)
 def device_add(ctx, arguments):
     """Plug a CPU (x86 thread or sPAPR core) into a free slot."""
+    if get_release(ctx.vm.release).device_add_typed_json:
+        _check_json_types(ctx.vm, arguments)
     ctx.vm.device_add(arguments)
+
+
+#: CPU properties QEMU sets with an integer visitor
+_INT_PROPERTIES = frozenset({"socket-id", "die-id", "module-id", "cluster-id", "core-id", "thread-id",
+                             "node-id", "apic-id", "nr-threads"})
+
+
+def _check_json_types(vm, arguments: dict) -> None:
+    """QMP device_add's JSON read with typed visitors (``Release.device_add_typed_json``, 10.0).
+
+    Inferred from the recorded 10.0 replies: a non-string ``driver`` is reported missing; a
+    string (or other non-integer) for an integer CPU property is a type error, found when the
+    properties are set (in QDict order), i.e. after the device got its id: an anonymous CPU
+    device consumes its peripheral-anon number."""
+    from ..machine.cpu_models import known_plug_types
+    from ..machine.qdev import qdict_order
+    driver = arguments.get("driver")
+    if not isinstance(driver, str):
+        raise GenericError("Parameter 'driver' is missing")
+    if driver not in known_plug_types(vm.policy.arch, vm.release):
+        return
+    for key in qdict_order(arguments):
+        value = arguments[key]
+        if key in _INT_PROPERTIES and (isinstance(value, (str, float, bool)) or value is None):
+            if "id" not in arguments and vm.slots:
+                vm.anon_counter += 1
+            raise GenericError(f"Invalid parameter type for '{key}', expected: integer")
 
 
 @command("device_del", args=(Arg("id", "str"),))
