@@ -25,13 +25,20 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from cpuhot.launch import launch_argv
+from cpuhot.machine.cpu_models import model_from_type
+from cpuhot.machine.machines import find_machine
 
-from .replay import PLACEHOLDER, normalize, same
+from tests import qemu_versions
+
+from .replay import PLACEHOLDER, corpora, normalize, same
 
 EXAMPLES = int(os.environ.get("CPUHOT_LIVE_EXAMPLES", "200"))
 #: CI replays the same pseudo-random sequences every run; set CPUHOT_LIVE_RANDOM=1 to explore new ones
 RANDOM = os.environ.get("CPUHOT_LIVE_RANDOM") == "1"
 BINARIES = {"pc": "qemu-system-x86_64", "q35": "qemu-system-x86_64", "pseries": "qemu-system-ppc64"}
+ARCHES = {"pc": "x86_64", "q35": "x86_64", "pseries": "ppc64"}
+#: every release whose corpus is recorded (transcripts/qemu-X.Y/) is compared live with its profile
+LIVE_RELEASES = [c.split("-", 1)[1] for c in corpora()]
 PREFIX = ["-S", "-nodefaults", "-display", "none", "-accel", "tcg"]
 VOLATILE = {"timestamp", "thread-id", "package"}
 STATS = {"sequences": 0, "commands": 0, "qemu_crashed": 0}
@@ -66,10 +73,10 @@ class Raw:
         self.sock.close()
 
 
-def run_qemu(machine_args: list[str], binary: str, ops: list[dict]) -> list[list[dict]] | None:
+def run_qemu(machine_args: list[str], launcher: list[str], ops: list[dict]) -> list[list[dict]] | None:
     tmp = tempfile.mkdtemp(prefix="cpuhot-live-")
     path = os.path.join(tmp, "q.sock")
-    proc = subprocess.Popen([binary, *PREFIX, *machine_args, "-qmp", f"unix:{path},server=on,wait=off"],
+    proc = subprocess.Popen([*launcher, *PREFIX, *machine_args, "-qmp", f"unix:{path},server=on,wait=off"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
@@ -96,8 +103,8 @@ def run_qemu(machine_args: list[str], binary: str, ops: list[dict]) -> list[list
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_cpuhot(machine_args: list[str], ops: list[dict]) -> list[list[dict]]:
-    with launch_argv([*PREFIX, *machine_args, "--compat", "qemu-7.2"]) as vm:
+def run_cpuhot(machine_args: list[str], ops: list[dict], release: str = "7.2") -> list[list[dict]]:
+    with launch_argv([*PREFIX, *machine_args, "--compat", f"qemu-{release}"]) as vm:
         client = Raw(vm.qmp_path)
         try:
             return [client.call(op) for op in ops]
@@ -135,10 +142,18 @@ def slot_props(machine, topo, draw):
     return props
 
 
+def default_driver(machine: str, release: str) -> str:
+    """The plug type of the machine's default CPU in that release (POWER9 on 7.2, POWER10 on 10.0)."""
+    if machine != "pseries":
+        return "qemu64-x86_64-cpu"
+    m = find_machine("ppc64", "pseries", release)
+    return model_from_type("ppc64", m.default_cpu_type, release).plug_type
+
+
 @st.composite
-def sequences(draw):
+def sequences(draw, release: str = "7.2"):
     machine, args, topo = draw(machines())
-    driver = "power9_v2.0-spapr-cpu-core" if machine == "pseries" else "qemu64-x86_64-cpu"
+    driver = default_driver(machine, release)
     ops = []
     ids = []
     for n in range(draw(st.integers(2, 8))):
@@ -200,35 +215,31 @@ def _safe_prefix(machine: str, topo: dict, ops: list[dict], replies: list[list[d
 
 # -- the test ---------------------------------------------------------------------------------
 
-def _qemu_missing() -> str | None:
-    missing = [b for b in set(BINARIES.values()) if shutil.which(b) is None]
-    return ", ".join(missing) if missing else None
+@pytest.mark.parametrize("release", LIVE_RELEASES)
+def test_random_sequences_match_real_qemu(release, capsys):
+    launchers = {arch: qemu_versions.require(release, arch) for arch in ("x86_64", "ppc64")}
+    stats = {"sequences": 0, "commands": 0, "qemu_crashed": 0}
 
-
-@pytest.mark.skipif(_qemu_missing() is not None,
-                    reason=f"!!! LIVE DIFFERENTIAL TEST SKIPPED: QEMU not installed ({_qemu_missing()}); "
-                           "apt-get install -y --no-install-recommends qemu-system-x86 qemu-system-ppc !!!")
-def test_random_sequences_match_real_qemu(capsys):
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=not RANDOM, database=None,
               phases=(Phase.explicit, Phase.generate),
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(sequences())
+    @given(sequences(release))
     def check(case):
         machine, args, topo, ops = case
-        ours = run_cpuhot(args, ops)
+        ours = run_cpuhot(args, ops, release)
         n = _safe_prefix(machine, topo, ops, ours)
-        theirs = run_qemu(args, BINARIES[machine], ops[:n])
+        theirs = run_qemu(args, launchers[ARCHES[machine]], ops[:n])
         if theirs is None:
-            STATS["qemu_crashed"] += 1
+            stats["qemu_crashed"] += 1
             return
-        STATS["sequences"] += 1
-        STATS["commands"] += n
+        stats["sequences"] += 1
+        stats["commands"] += n
         for op, a, b in zip(ops[:n], ours[:n], theirs):
             assert same(normalize(a, VOLATILE, []), normalize(b, VOLATILE, [])), \
-                f"{' '.join(args)}\n  command {json.dumps(op)}\n  cpuhot {json.dumps(a)}\n  QEMU   {json.dumps(b)}"
+                f"QEMU {release}: {' '.join(args)}\n  command {json.dumps(op)}\n  cpuhot {json.dumps(a)}\n  QEMU   {json.dumps(b)}"
 
     check()
     with capsys.disabled():
-        print(f"\n[live differential] {STATS['sequences']} random sequences ({STATS['commands']} commands) "
-              f"matched real QEMU 7.2; {STATS['qemu_crashed']} inconclusive (QEMU itself died)")
-    assert STATS["sequences"] >= min(EXAMPLES, 200) * 0.9
+        print(f"\n[live differential] {stats['sequences']} random sequences ({stats['commands']} commands) "
+              f"matched real QEMU {release}; {stats['qemu_crashed']} inconclusive (QEMU itself died)")
+    assert stats["sequences"] >= min(EXAMPLES, 200) * 0.9
