@@ -216,9 +216,10 @@ def refused(name, description, tags, args, binary=X86):
     return sc(name, description, list(tags) + ["startup-refusal"], args=args, binary=binary, steps=[])
 
 
-def started(name, description, tags, args, binary=X86, extra=()):
+def started(name, description, tags, args, binary=X86, extra=(), only_versions=None):
     """A start-up that works: negotiate, then both CPU queries (and `extra`)."""
-    return sc(name, description, tags, args=args, binary=binary, steps=[start(), queries(), extra])
+    return sc(name, description, tags, args=args, binary=binary, steps=[start(), queries(), extra],
+              only_versions=only_versions)
 
 
 def all_scenarios() -> list[dict]:
@@ -1111,6 +1112,24 @@ sc("old-pseries-2.7", "pseries-2.7: hotpluggable CPUs enabled",
     ddel("c3", settle=QUIET), queries()], binary=PPC)
 started("old-pseries-6.1-smp", "pseries-6.1 (prefer sockets): -smp 2,maxcpus=6", ["machines", "ppc", "pseries", "old", "smp"],
         ps("2,maxcpus=6", machine="pseries-6.1"), binary=PPC)
+# versioned machine types keep their version's rules inside newer QEMUs (10.0 -machine pc-i440fx-5.2
+# prefers sockets as 5.2 did)
+started("old-pc-i440fx-5.2-smp", "pc-i440fx-5.2 (prefer sockets): -smp 1,maxcpus=4 gives 4 sockets of 1 core",
+        ["machines", "x86", "pc", "old", "smp"], xm("pc-i440fx-5.2", "1,maxcpus=4"))
+started("old-pc-q35-5.2-smp", "pc-q35-5.2 (prefer sockets): -smp 2,maxcpus=8,threads=2",
+        ["machines", "x86", "q35", "old", "smp"], xm("pc-q35-5.2", "2,maxcpus=8,threads=2"))
+started("old-pseries-5.2-smp", "pseries-5.2 (prefer sockets, POWER9 default): -smp 1,maxcpus=4",
+        ["machines", "ppc", "pseries", "old", "smp"], ps("1,maxcpus=4", machine="pseries-5.2"), binary=PPC)
+started("old-pc-i440fx-7.2-smp", "pc-i440fx-7.2 (prefer cores) inside newer QEMUs: -smp 1,maxcpus=4",
+        ["machines", "x86", "pc", "old", "smp"], xm("pc-i440fx-7.2", "1,maxcpus=4"), only_versions=["7.2", "10.0"])
+started("old-pseries-7.2-smp", "pseries-7.2 (POWER9 default) inside newer QEMUs: -smp 1,maxcpus=4",
+        ["machines", "ppc", "pseries", "old", "smp"], ps("1,maxcpus=4", machine="pseries-7.2"), binary=PPC,
+        only_versions=["7.2", "10.0"])
+started("smp-pc-modules1", "QEMU 10.0 x86 -smp modules=1: modules (1) in the topology, no module-id",
+        ["smp", "x86", "pc"], xm("pc", "2,maxcpus=4,sockets=1,modules=1,cores=4"), only_versions=["10.0"])
+started("smp-q35-modules2", "QEMU 10.0 x86 -smp modules=2: module-id in query-hotpluggable-cpus",
+        ["smp", "x86", "q35"], xm("q35", "2,maxcpus=8,sockets=1,modules=2,cores=2,threads=2"),
+        only_versions=["10.0"])
 started("machines-pc-alias", "-machine pc-i440fx-7.2 (the alias target) behaves like pc",
         ["machines", "x86", "pc"], xm("pc-i440fx-7.2", "1,maxcpus=2"))
 

@@ -74,7 +74,7 @@ def _check_json_types(vm, arguments: dict) -> None:
         return
     for key in qdict_order(arguments):
         value = arguments[key]
-        if key in _INT_PROPERTIES and (isinstance(value, (str, float, bool)) or value is None):
+        if key in _INT_PROPERTIES and (not isinstance(value, int) or isinstance(value, bool)):
             if "id" not in arguments and vm.slots:
                 vm.anon_counter += 1
             raise GenericError(f"Invalid parameter type for '{key}', expected: integer")
