@@ -228,6 +228,7 @@ def replay(transcript: dict, *, compat: str = DEFAULT_COMPAT, quiet_wait: float 
             want = subst(spec.get("stderr", ""))
             if ours != want:
                 raise Mismatch(f"{name}: stderr {ours!r}\n      QEMU {want!r}")
+            compared += 1
         return {"compared": compared}
     finally:
         for c in clients.values():

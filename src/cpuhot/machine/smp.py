@@ -67,7 +67,7 @@ def parse_smp(text: str | None, extra_keys: tuple[str, ...] = ()) -> SmpConfig:
     """Parse an ``-smp`` argument (``None`` when the option is absent).
 
     >>> parse_smp("2,maxcpus=6")
-    SmpConfig(cpus=2, sockets=None, dies=None, clusters=None, cores=None, threads=None, maxcpus=6)
+    SmpConfig(cpus=2, sockets=None, dies=None, clusters=None, cores=None, threads=None, maxcpus=6, drawers=None, books=None, modules=None)
     """
     if text is None:
         return SmpConfig()
