@@ -52,6 +52,22 @@ class Mismatch(AssertionError):
     pass
 
 
+def typed(value):
+    """``value`` with every scalar tagged by its JSON type, so that comparing two of them is
+    type-strict: Python's ``True == 1`` and ``1.0 == 1`` would hide a reply whose types differ
+    from QEMU's (``true`` is not ``1``, ``1.0`` is not ``1``)."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+def same(a, b) -> bool:
+    """Type-strict equality of two JSON values (see :func:`typed`)."""
+    return typed(a) == typed(b)
+
+
 def load(name_or_path) -> dict:
     p = Path(name_or_path)
     if not p.exists():
@@ -176,7 +192,7 @@ def replay(transcript: dict, *, compat: str = DEFAULT_COMPAT, quiet_wait: float 
                 want = subst(step["recv"])
                 if getattr(c, "last_command", None) == "qom-list":
                     got, want = _sorted_listing(got), _sorted_listing(want)   # QEMU lists in hash order
-                if normalize(got, keys, patterns) != normalize(want, keys, patterns):
+                if not same(normalize(got, keys, patterns), normalize(want, keys, patterns)):
                     raise Mismatch(f"{where}:\n  cpuhot {json.dumps(got)}\n  QEMU   {json.dumps(want)}")
                 if "raw" in step and not (keys & _all_keys(want)):
                     if line[:-1].decode() != subst(step["raw"]):
@@ -215,6 +231,7 @@ def replay(transcript: dict, *, compat: str = DEFAULT_COMPAT, quiet_wait: float 
             want = subst(spec.get("stderr", ""))
             if ours != want:
                 raise Mismatch(f"{name}: stderr {ours!r}\n      QEMU {want!r}")
+            compared += 1
         return {"compared": compared}
     finally:
         for c in clients.values():

@@ -26,6 +26,7 @@ from .spapr import SpaprPolicy
 from .vm import CpuIndexRule, VirtualMachine
 from .x86 import X86Policy
 from .qdev import id_wellformed
+from .release import get_release
 
 DEFAULT_RAM = 128 << 20
 PSERIES_DEFAULT_RAM = 512 << 20
@@ -128,11 +129,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     except ConfigError as e:
         if release.machine_error_location and opts.machine is not None:
             e.location = f"-machine {opts.machine}"
-        e.message = release.unknown_machine_text.format(name=type_name)
-        e.args = (e.message,)
         raise
-    if machine.deprecated and release.deprecated_machine_text:
-        warnings.append(release.deprecated_machine_text.format(name=machine.name))
     accel = "kvm" if opts.force_kvm else machine_props.get("accel", opts.accel).split(":")[0]
     opts.accel = accel
     if machine.family == "none":
@@ -143,15 +140,19 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     family = machine.family
     version = machine.version
     s390x = family == "s390-ccw-virtio"
+    if machine.deprecated and release.deprecated_machine_warning:
+        warnings.append("warning: " + release.deprecated_machine_warning.format(machine.name))
     rules = SmpRules(machine_name=machine.name, max_cpus=machine.cpu_max,
                      dies_supported=family in ("pc", "q35"), clusters_supported=False,
                      prefer_sockets=version < (6, 2),
-                     books_supported=s390x, drawers_supported=s390x)
+                     books_supported=s390x, drawers_supported=s390x,
+                     zero_is_error=release.smp_zero_is_error, unsupported_text=release.smp_unsupported_text,
+                     modules_supported=release.x86_modules and family in ("pc", "q35"))
     if s390x:
         # s390x's -smp follows its release's generic rules (5.2: smp_parse, 10.0: with drawers/books)
         topology, smp_warnings = derive_smp_of_release(opts.smp, rules, release.smp_rules)
     else:
-        topology, smp_warnings = smp_topology(opts.smp, rules, release.smp_parser)
+        topology, smp_warnings = smp_topology(opts.smp, rules, release.smp_parser, release.smp_extra_keys)
     warnings.extend(smp_warnings)
     cpu_model = resolve_cpu_model(opts.arch, opts.cpu, machine.default_cpu_type, opts.release)
     ram_size = _memory_size(opts.memory, _DEFAULT_RAM.get(family, DEFAULT_RAM))
@@ -206,13 +207,13 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
 
 def _x86_policy(opts, machine, topology, cpu_model, accel, release):
     return X86Policy(machine.family, topology, cpu_model.cpu_type, accel, machine.cpu_max,
-                     cpu_text=opts.cpu or cpu_model.name, release=opts.release)
+                     cpu_text=opts.cpu or cpu_model.name, release=release)
 
 
 def _spapr_policy(opts, machine, topology, cpu_model, accel, release):
     if cpu_model.core_type is None:
         raise ConfigError("Unable to find sPAPR CPU Core definition")
-    return SpaprPolicy(topology, cpu_model.core_type, accel, machine.version, cpu_model.name,
+    return SpaprPolicy(topology, cpu_model.core_type, accel, machine.version, cpu_model.name, release=release,
                        hotpluggable=machine.hotpluggable_cpus)
 
 

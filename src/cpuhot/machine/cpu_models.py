@@ -46,6 +46,13 @@ def _x86_types(release: str = DEFAULT_RELEASE) -> dict[str, str]:
     return {d["name"]: d["typename"] for d in cpu_definitions("x86_64", release)}
 
 
+def spapr_core_models(release: str = DEFAULT_RELEASE) -> frozenset[str]:
+    """The CPU families that have an sPAPR core type in QEMU ``release``."""
+    from .release import get_release
+    rel = get_release(release)
+    return (rel.spapr_core_models or SPAPR_CORE_MODELS) - rel.spapr_cores_missing
+
+
 def resolve_cpu_model(arch: str, text: str | None, default_cpu_type: str | None,
                       release: str = DEFAULT_RELEASE) -> CpuModel:
     """Resolve ``-cpu MODEL[,features]`` (features are accepted and ignored) among ``release``'s models."""
@@ -135,9 +142,3 @@ def known_plug_types(arch: str, release: str = DEFAULT_RELEASE) -> frozenset[str
     if arch == "s390x":
         return frozenset(d["typename"] for d in cpu_definitions(arch, release) if d["typename"])
     return frozenset(f"{f}-spapr-cpu-core" for f in spapr_core_models(release))
-
-
-def spapr_core_models(release: str = DEFAULT_RELEASE) -> frozenset[str]:
-    """The CPU families with a ``*-spapr-cpu-core`` type in ``release``."""
-    from .release import get_release
-    return SPAPR_CORE_MODELS - get_release(release).spapr_cores_missing

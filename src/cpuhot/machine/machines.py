@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from .errors import ConfigError
-from .release import DEFAULT_RELEASE, data_text
+from .release import DEFAULT_RELEASE, data_text, get_release
 
 ARCHES = ("x86_64", "ppc64", "s390x")
 
@@ -31,8 +31,8 @@ class MachineType:
     deprecated: bool
     numa_mem_supported: bool
     default_ram_id: str | None
-    #: members a release lists that this table does not model (10.0: "acpi"), in QEMU's order
-    extra: tuple = ()
+    #: whether the machine has ACPI; ``query-machines`` says so from QEMU 9.1 (None: not reported)
+    acpi: bool | None = None
 
     @property
     def family(self) -> str:
@@ -65,6 +65,8 @@ class MachineType:
                    "numa-mem-supported": self.numa_mem_supported}
         if self.default_cpu_type is not None:
             d["default-cpu-type"] = self.default_cpu_type
+        if self.acpi is not None:
+            d["acpi"] = self.acpi
         if self.is_default:
             d["is-default"] = True
         d["cpu-max"] = self.cpu_max
@@ -73,16 +75,9 @@ class MachineType:
             d["default-ram-id"] = self.default_ram_id
         if self.alias is not None:
             d["alias"] = self.alias
-        if self.extra:
-            # keep the release's own member order (10.0 puts "acpi" before "cpu-max")
-            order, pairs = self.extra[0]
-            extras = dict(pairs)
-            d = {k: d[k] if k in d else extras[k] for k in order}
         return d
 
 
-_MODELLED = {"hotpluggable-cpus", "name", "numa-mem-supported", "default-cpu-type", "is-default", "cpu-max",
-             "deprecated", "default-ram-id", "alias"}
 
 
 @cache
@@ -95,8 +90,7 @@ def machine_table(arch: str, release: str = DEFAULT_RELEASE) -> tuple[MachineTyp
             default_cpu_type=m.get("default-cpu-type"), alias=m.get("alias"),
             is_default=m.get("is-default", False), deprecated=m["deprecated"],
             numa_mem_supported=m["numa-mem-supported"], default_ram_id=m.get("default-ram-id"),
-            extra=((tuple(m), tuple((k, v) for k, v in m.items() if k not in _MODELLED)),)
-            if set(m) - _MODELLED else (),
+            acpi=m.get("acpi"),
         )
         for m in raw
     )
@@ -108,7 +102,9 @@ def find_machine(arch: str, name: str | None, release: str = DEFAULT_RELEASE) ->
     for m in table:
         if (name is None and m.is_default) or (name is not None and name in (m.name, m.alias)):
             return m
-    raise ConfigError("unsupported machine type", hints=("Use -machine help to list supported machines",))
+    text = f'unsupported machine type: "{name}"' if get_release(release).unknown_machine_named else \
+        "unsupported machine type"
+    raise ConfigError(text, hints=("Use -machine help to list supported machines",))
 
 
 def arch_of_machine(name: str, release: str = DEFAULT_RELEASE) -> str | None:

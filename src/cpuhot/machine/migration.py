@@ -62,7 +62,8 @@ class MigrationState:
         if self.caps is None:
             self.caps = {c: False for c in MIGRATION_CAPABILITIES}
 
-    def query(self) -> dict:
+    def query(self, ram_skipped: bool = True) -> dict:
+        """``query-migrate``; ``ram_skipped``: the release's ``Release.migration_ram_skipped``."""
         if self.status is None:
             return {}
         if self.status == "completed":
@@ -71,6 +72,8 @@ class MigrationState:
                    "remaining": 0, "postcopy-bytes": 0, "mbps": 0, "transferred": self.transferred,
                    "dirty-sync-missed-zero-copy": 0, "precopy-bytes": 0, "duplicate": 0,
                    "dirty-pages-rate": 0, "skipped": 0, "normal-bytes": 0, "normal": 0}
+            if not ram_skipped:
+                del ram["skipped"]
             return {"status": "completed", "setup-time": 0, "downtime": 0, "total-time": self.total_time,
                     "ram": ram}
         out: dict = {"status": self.status}

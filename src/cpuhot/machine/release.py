@@ -47,6 +47,48 @@ class Release:
     json_double: str = "%.17g"
     #: sPAPR CPU core types that do not exist in this release (``power10_v2.0``: 6.0)
     spapr_cores_missing: frozenset[str] = frozenset()
+    # -- fields of the QEMU 10.0 work; the defaults are QEMU 7.2's behaviour -----------------
+    #: ``query-status`` still has ``singlestep`` (QEMU 8.1 dropped it)
+    status_singlestep: bool = True
+    #: an -smp member given as 0: a deprecation warning (7.2) or a refusal (9.0+)
+    smp_zero_is_error: bool = False
+    #: -smp keys beyond 7.2's (10.0 parses drawers, books and modules for every machine)
+    smp_extra_keys: tuple[str, ...] = ()
+    #: the refusal of an unsupported -smp level; ``{level}`` is e.g. ``dies``
+    smp_unsupported_text: str = "{level} not supported by this machine's CPU topology"
+    #: x86 has a module level between die and core (9.1+): -smp messages count ``modules (1)``,
+    #: CPU names say ``module: 0``
+    x86_modules: bool = False
+    #: qemu64 with threads > 1 on x86: the AMD hyperthreading warning as one line (10.0) or two (7.2)
+    amd_ht_warning_one_line: bool = False
+    #: an unknown -machine type: ``unsupported machine type: "NAME"`` (10.0) or without the name (7.2)
+    unknown_machine_named: bool = False
+    #: printed (after ``warning: ``) for a machine type query-machines marks deprecated; None: nothing
+    deprecated_machine_warning: str | None = None
+    #: device_del of a QOM path that is not a device
+    not_a_device_text: str = "{} is not a hotpluggable device"
+    #: ppc64 CPU families with a ``*-spapr-cpu-core`` type (qom-list-types); None: 7.2's
+    #: (:data:`cpuhot.machine.cpu_models.SPAPR_CORE_MODELS`)
+    spapr_core_models: frozenset[str] | None = None
+    #: TCG warns about pseries' default ``cap-sbbc=workaround`` (4.0+ machines on 7.2; never on 10.0)
+    spapr_tcg_warns_sbbc: bool = True
+    #: the source passes through the ``device`` state (a MIGRATION event) before the last pass (9.x+)
+    migration_device_state: bool = False
+    #: ``query-migrate``'s ``ram`` still has ``skipped`` (dropped in 9.1)
+    migration_ram_skipped: bool = True
+    #: TCG runs pseries with threads > 1 per core (SMT under TCG, QEMU 9.0+)
+    spapr_tcg_smt: bool = False
+    #: TCG emulates x2APIC, so -smp with APIC IDs >= 255 starts under TCG (QEMU 8.x+)
+    tcg_x2apic: bool = False
+    #: ``error-desc`` of a migration the target rejected over the return path (None: none reported)
+    migration_rejected_error: str | None = None
+    #: a source whose migration failed goes back to its run state before (10.0) instead of postmigrate
+    migration_failure_restores_runstate: bool = False
+    #: QMP device_add reads its JSON with typed visitors (qdev_device_add_from_qdict, from_json):
+    #: a non-string driver is "missing", a string for an integer CPU property is a type error
+    device_add_typed_json: bool = False
+    #: the refusal of migrate-pause outside postcopy
+    migrate_pause_refusal: str = "migrate-pause is currently only supported during postcopy-active state"
     # -- fields appended by the s390x work (issue 12); the defaults are QEMU 7.2's behaviour --------
     #: how ``-smp`` is parsed and derived: "7.2" (machine_parse_smp_config of 7.2), "5.2" (vl.c's
     #: smp_parse, used by every board but pc), "10.0" (with drawers and books)
@@ -68,32 +110,16 @@ class Release:
     string_input_visitor: bool = False
     #: device_add of an abstract type
     abstract_driver_text: str = "Parameter 'driver' expects a non-abstract device type"
-    #: device_del of a container
-    not_a_device_text: str = "{path} is not a hotpluggable device"
     #: device_add checks the id's syntax (10.0 takes "bad id" over QMP)
     device_id_checked: bool = True
-    #: ``query-status`` has ``singlestep`` (gone in 10.0)
-    status_singlestep: bool = True
     #: the events of a guest panic without -no-shutdown (5.2 pauses first, then powers off)
     panic_poweroff_events: tuple[str, ...] = ("GUEST_PANICKED:poweroff", "SHUTDOWN")
     #: query-hotpluggable-cpus on a machine without CPU hotplug (-machine none)
     no_hotplug_text: str = "The feature 'query-hotpluggable-cpus' is not enabled"
-    #: printed at start-up for a deprecated machine type (None: this release prints nothing)
-    deprecated_machine_text: str | None = None
-    #: an unknown -machine type
-    unknown_machine_text: str = "unsupported machine type"
     #: device_add with an id already in use
     duplicate_id_text: str = "Duplicate device ID '{id}'"
-    #: QMP device_add reads property values with their JSON types (10.0: "2" is no integer)
-    device_add_typed: bool = False
     #: the hint after an s390x CPU model refused at start-up (10.0)
     s390x_features_hint: str | None = None
-    #: migration passes through a "device" state before the last pass (10.0)
-    migration_device_state: bool = False
-    #: query-migrate's error-desc when the target refused the stream over the return path (10.0)
-    return_path_failure_text: str | None = None
-    #: a source whose migration failed goes back to its run state (10.0), or stays postmigrate (7.2)
-    failed_migration_restores_runstate: bool = False
 
     def reword(self, text: str) -> str:
         """An error text of QEMU 7.2 as this release words it (``data/<release>/error-texts.json``:
@@ -137,17 +163,29 @@ RELEASES: dict[str, Release] = {
                    panic_poweroff_events=("GUEST_PANICKED:pause", "GUEST_PANICKED:poweroff", "STOP", "SHUTDOWN"),
                    duplicate_id_text="Duplicate ID '{id}' for device"),
     "7.2": Release("7.2", (7, 2, 22)),      # Debian 12
-    "10.0": Release("10.0", (10, 0, 13), smp_rules="10.0", s390x_topology=True,
+    "10.0": Release("10.0", (10, 0, 13),    # Debian 13, recorded in transcripts/qemu-10.0
+                    status_singlestep=False, smp_zero_is_error=True,
+                    smp_rules="10.0", s390x_topology=True,
                     s390x_features_text="Some features requested in the CPU model are not available in the current "
                                         "configuration",
-                    string_input_visitor=True, not_a_device_text="{path} is not a device", device_id_checked=False,
-                    status_singlestep=False, no_hotplug_text="machine does not support hot-plugging CPUs",
-                    deprecated_machine_text="warning: Machine type '{name}' is deprecated: machines more than 3 "
-                                            "years old are subject to deletion after 6 years",
-                    unknown_machine_text='unsupported machine type: "{name}"', device_add_typed=True,
                     s390x_features_hint="Consider a different accelerator, QEMU, or kernel version",
-                    migration_device_state=True, return_path_failure_text="Sibling indicated error 1",
-                    failed_migration_restores_runstate=True),
+                    string_input_visitor=True, device_id_checked=False,
+                    no_hotplug_text="machine does not support hot-plugging CPUs",
+                    smp_extra_keys=("drawers", "books", "modules"),
+                    smp_unsupported_text="{level} > 1 not supported by this machine's CPU topology",
+                    x86_modules=True, amd_ht_warning_one_line=True, unknown_machine_named=True,
+                    deprecated_machine_warning="Machine type '{}' is deprecated: machines more than 3 years "
+                                               "old are subject to deletion after 6 years",
+                    not_a_device_text="{} is not a device",
+                    spapr_core_models=frozenset({    # qom-list-types of QEMU 10.0.13
+                        "970_v2.2", "970mp_v1.0", "970mp_v1.1", "power5p_v2.1", "power7_v2.3", "power7p_v2.1",
+                        "power8_v2.0", "power8e_v2.1", "power8nvl_v1.0", "power9_v2.0", "power9_v2.2",
+                        "power10_v2.0", "power11_v2.0"}),
+                    spapr_tcg_warns_sbbc=False, migration_device_state=True, migration_ram_skipped=False,
+                    spapr_tcg_smt=True, tcg_x2apic=True, migration_rejected_error="Sibling indicated error 1",
+                    migration_failure_restores_runstate=True, device_add_typed_json=True,
+                    migrate_pause_refusal="migrate-pause is currently only supported during postcopy-active "
+                                          "or postcopy-recover state"),
 }
 
 DEFAULT_RELEASE = "7.2"

@@ -55,6 +55,9 @@ class S390Policy:
     target = "s390x"
     legacy_arch = "s390"
     abstract_types = ("s390x-cpu", "cpu", "device")
+    #: QMP device_add of 10.0 reads s390x's CPU ids with the string visitor ("expects uint64"),
+    #: not as typed integers (see property_types and VirtualMachine.device_add)
+    json_int_properties: frozenset[str] = frozenset()
     numa_supported = False
     cpu_add_in_order = False
 

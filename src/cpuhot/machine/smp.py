@@ -42,6 +42,10 @@ class SmpConfig:
     cores: int | None = None
     threads: int | None = None
     maxcpus: int | None = None
+    # QEMU 9.0+ (Release.smp_extra_keys); appended so positional use stays as it was
+    drawers: int | None = None
+    books: int | None = None
+    modules: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,17 @@ class SmpRules:
     #: QEMU 10.0's s390x levels
     books_supported: bool = False
     drawers_supported: bool = False
+    #: the release's rules (:class:`cpuhot.machine.release.Release`); 7.2's by default
+    zero_is_error: bool = False
+    unsupported_text: str = "{level} not supported by this machine's CPU topology"
+    modules_supported: bool = False
 
 
-def parse_smp(text: str | None) -> SmpConfig:
+def parse_smp(text: str | None, extra_keys: tuple[str, ...] = ()) -> SmpConfig:
     """Parse an ``-smp`` argument (``None`` when the option is absent).
 
     >>> parse_smp("2,maxcpus=6")
-    SmpConfig(cpus=2, sockets=None, dies=None, clusters=None, cores=None, threads=None, maxcpus=6)
+    SmpConfig(cpus=2, sockets=None, dies=None, clusters=None, cores=None, threads=None, maxcpus=6, drawers=None, books=None, modules=None)
     """
     if text is None:
         return SmpConfig()
@@ -73,16 +81,17 @@ def parse_smp(text: str | None) -> SmpConfig:
         raise ConfigError(str(e)) from None
     values: dict[str, int] = {}
     given = dict(pairs)
+    known = (*SMP_KEYS, *extra_keys)
     # the visitor reads the members in SMPConfiguration's order, then complains about the first
     # key left over in QDict order
-    for key in SMP_KEYS:
+    for key in known:
         if key in given:
             try:
                 values[key] = parse_int(given[key])
             except ValueError:
                 raise ConfigError(f"Parameter 'smp.{key}' expects integer") from None
     for key in qdict_order(given):
-        if key not in SMP_KEYS:
+        if key not in known:
             raise ConfigError(f"Parameter 'smp.{key}' is unexpected")
     return SmpConfig(**values)
 
@@ -95,8 +104,10 @@ def _signed32(v: int) -> int:
 def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[str]]:
     """Apply QEMU 7.2's ``machine_parse_smp_config``; return the topology and warnings."""
     warnings: list[str] = []
-    given = [getattr(cfg, k) for k in SMP_KEYS]
+    given = [getattr(cfg, k) for k in (*SMP_KEYS, "drawers", "books", "modules")]
     if any(v is not None and v == 0 for v in given):
+        if rules.zero_is_error:
+            raise ConfigError("Invalid CPU topology: CPU topology parameters must be greater than zero")
         warnings.append(f"warning: {ZERO_WARNING}")
 
     def u(v: int | None) -> int:
@@ -105,10 +116,19 @@ def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[
     cpus, sockets, dies, clusters = u(cfg.cpus), u(cfg.sockets), u(cfg.dies), u(cfg.clusters)
     cores, threads, maxcpus = u(cfg.cores), u(cfg.threads), u(cfg.maxcpus)
 
+    for level in ("drawers", "books"):     # no machine cpuhot simulates has them (s390x does)
+        if u(getattr(cfg, level)) > 1:
+            raise ConfigError(rules.unsupported_text.format(level=level))
     if not rules.dies_supported and dies > 1:
-        raise ConfigError("dies not supported by this machine's CPU topology")
+        raise ConfigError(rules.unsupported_text.format(level="dies"))
     if not rules.clusters_supported and clusters > 1:
-        raise ConfigError("clusters not supported by this machine's CPU topology")
+        raise ConfigError(rules.unsupported_text.format(level="clusters"))
+    modules = u(cfg.modules)
+    if not rules.modules_supported and modules > 1:
+        raise ConfigError(rules.unsupported_text.format(level="modules"))
+    if modules > 1:
+        # QEMU 9.1+ x86 has a module level (module-id); cpuhot does not model it yet
+        raise ConfigError("cpuhot does not model -smp modules > 1 yet")
     dies = dies or 1
     clusters = clusters or 1
 
@@ -144,7 +164,8 @@ def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[
     def hierarchy() -> str:
         dies_part = f" * dies ({dies})" if rules.dies_supported else ""
         clusters_part = f" * clusters ({clusters})" if rules.clusters_supported else ""
-        return f"sockets ({sockets}){dies_part}{clusters_part} * cores ({cores}) * threads ({threads})"
+        modules_part = " * modules (1)" if rules.modules_supported else ""
+        return f"sockets ({sockets}){dies_part}{clusters_part}{modules_part} * cores ({cores}) * threads ({threads})"
 
     if product != maxcpus:
         raise ConfigError(
@@ -248,11 +269,13 @@ def derive_topology_smp_parse(text: str | None, rules: SmpRules) -> tuple[CpuTop
 
 #: ``Release.smp_parser`` -> the function that turns ``-smp`` text into a topology
 SMP_PARSERS = {
-    "machine_parse_smp_config": lambda text, rules: derive_topology(parse_smp(text), rules),
-    "smp_parse": derive_topology_smp_parse,
+    "machine_parse_smp_config": lambda text, rules, extra_keys: derive_topology(parse_smp(text, extra_keys), rules),
+    "smp_parse": lambda text, rules, extra_keys: derive_topology_smp_parse(text, rules),
 }
 
 
-def smp_topology(text: str | None, rules: SmpRules, parser: str = "machine_parse_smp_config"):
-    """``-smp`` of the QEMU release whose ``smp_parser`` is ``parser``: (topology, warnings)."""
-    return SMP_PARSERS[parser](text, rules)
+def smp_topology(text: str | None, rules: SmpRules, parser: str = "machine_parse_smp_config",
+                 extra_keys: tuple[str, ...] = ()):
+    """``-smp`` of the QEMU release whose ``smp_parser`` is ``parser`` (and whose grammar has
+    ``extra_keys`` beyond 7.2's): (topology, warnings)."""
+    return SMP_PARSERS[parser](text, rules, extra_keys)

@@ -11,6 +11,7 @@ from .cpu_models import cpu_definitions, known_plug_types
 from .errors import ConfigError, GenericError
 from .numa import parse_numa_option
 from .qdev import qdict_order, parse_int_property
+from .release import Release, get_release
 from .slots import CpuSlot
 from .topology import CpuTopology
 
@@ -31,13 +32,14 @@ class SpaprPolicy:
     cpu_add_in_order = True
 
     def __init__(self, topology: CpuTopology, core_type: str, accel: str, machine_version: tuple[int, ...],
-                 cpu_family: str, hotpluggable: bool):
+                 cpu_family: str, hotpluggable: bool, release: Release | None = None):
+        self.release = release or get_release(None)
         self.topology = topology
         self.core_type = core_type
         self.accel = accel
         self.hotpluggable = hotpluggable
         self.machine_version = machine_version
-        power9_or_later = cpu_family.startswith(("power9", "power10"))
+        power9_or_later = cpu_family.startswith(("power9", "power10", "power11"))
         #: XIVE exists (spapr-xive is unattached/device[0]) on 4.2+ machines with a POWER9+ CPU
         self.xive = power9_or_later and machine_version >= (4, 2)
         #: XICS presenters (icp) exist in every mode QEMU 7.2 picks for these machines
@@ -52,7 +54,7 @@ class SpaprPolicy:
         t = self.topology
         if not self.hotpluggable and t.max_cpus != t.cpus:
             raise ConfigError("This machine version does not support CPU hotplug")
-        if self.accel == "tcg" and t.threads > 1:
+        if self.accel == "tcg" and t.threads > 1 and not self.release.spapr_tcg_smt:
             raise ConfigError("TCG cannot support more than 1 thread/core on a pseries machine")
         if t.threads & (t.threads - 1):
             raise ConfigError(f"Cannot support {t.threads} threads/core on a pseries machine "
@@ -82,6 +84,8 @@ class SpaprPolicy:
         caps = []
         if self.machine_version >= (4, 0):
             caps += ["cap-cfpc=workaround", "cap-sbbc=workaround", "cap-ibs=workaround"]
+            if not self.release.spapr_tcg_warns_sbbc:
+                caps.remove("cap-sbbc=workaround")
         if self.machine_version >= (5, 0):
             caps += ["cap-ccf-assist=on"]
         return [f"warning: TCG doesn't support requested feature, {c}" for c in caps]

@@ -242,9 +242,10 @@ class VirtualMachine:
         return out
 
     def query_status(self) -> dict:
+        status = {"status": self.runstate, "singlestep": False, "running": self.runstate == "running"}
         if not self.release_info.status_singlestep:
-            return {"status": self.runstate, "running": self.runstate == "running"}
-        return {"status": self.runstate, "singlestep": False, "running": self.runstate == "running"}
+            del status["singlestep"]
+        return status
 
     # -- device_add ----------------------------------------------------------
     def device_add(self, arguments: dict, *, typed: bool = False) -> None:
@@ -253,7 +254,7 @@ class VirtualMachine:
         ``typed``: the arguments are QMP's JSON values (not -device/HMP strings); a release that
         reads them with their types (10.0) refuses a string or a fraction for an integer property."""
         ident, opts = opts_from_qmp(arguments, check_id=self.release_info.device_id_checked)
-        if typed and self.release_info.device_add_typed:
+        if typed and self.release_info.device_add_typed_json:
             types = self.policy.property_types() if hasattr(self.policy, "property_types") else {}
             for key, value in arguments.items():
                 if key in types and key in opts and (isinstance(value, (str, bool, float))):
@@ -440,7 +441,7 @@ class VirtualMachine:
         if not parts:
             if ident == "" and self.release_info.empty_device_id_not_found:
                 raise DeviceNotFound("Device '' not found")
-            raise GenericError(f"{ident} is not a hotpluggable device")
+            raise GenericError(self.release_info.not_a_device_text.format(ident))
         dev = self.peripheral.get(parts[0])
         if dev is None:
             raise DeviceNotFound(f"Device '{ident}' not found")
@@ -450,7 +451,7 @@ class VirtualMachine:
         containers = {(), ("machine",), ("machine", "peripheral"), ("machine", "peripheral-anon"),
                       ("machine", "unattached")}
         if tuple(parts) in containers:
-            raise GenericError(self.release_info.not_a_device_text.format(path=ident))
+            raise GenericError(self.release_info.not_a_device_text.format(ident))
         if len(parts) >= 3 and parts[0] == "machine":
             where, name, rest = parts[1], parts[2], parts[3:]
             if where == "peripheral" and name in self.peripheral:

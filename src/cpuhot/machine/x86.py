@@ -9,6 +9,7 @@ from __future__ import annotations
 from .cpu_models import known_plug_types, tcg_feature_warnings
 from .errors import ConfigError, GenericError
 from .qdev import qdict_order, parse_bool_property, parse_int_property
+from .release import Release, get_release
 from .slots import CpuSlot
 from .topology import CpuTopology, TopoIds
 
@@ -37,21 +38,25 @@ class X86Policy:
     cpu_add_in_order = False
 
     def __init__(self, family: str, topology: CpuTopology, cpu_type: str, accel: str, cpu_max: int,
-                 cpu_text: str = "qemu64", release: str = "7.2"):
+                 cpu_text: str = "qemu64", release: Release | None = None):
         self.cpu_text = cpu_text
-        self.release = release
+        self.release = release or get_release(None)
         self.family = family
         self.topology = topology
         self.cpu_type = cpu_type
         self.accel = accel
         self.cpu_max = cpu_max
 
+    @property
+    def _module(self) -> str:
+        """The module level in CPU names (QEMU 9.1+; cpuhot models modules=1 only)."""
+        return "module: 0, " if self.release.x86_modules else ""
+
     # -- start-up ------------------------------------------------------------
     def check_config(self) -> None:
         """The x86 refusals that come after -smp parsing."""
-        if self.accel == "tcg" and self.topology.max_apic_id >= 255:
-            from .release import get_release
-            if get_release(self.release).apic_id_limit_check == "pc_machine_done":
+        if self.accel == "tcg" and self.topology.max_apic_id >= 255 and not self.release.tcg_x2apic:
+            if self.release.apic_id_limit_check == "pc_machine_done":
                 # QEMU 5.2: a boot CPU with APIC ID 255+ fails to realize under TCG; otherwise the
                 # limit is checked when the machine is done, and asks for an interrupt-remapping IOMMU
                 for index in range(self.topology.cpus):
@@ -70,8 +75,9 @@ class X86Policy:
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
         if cpu_model_name == "qemu64" and self.topology.threads > 1:
-            return [f"warning: This family of AMD CPU doesn't support hyperthreading({self.topology.threads})",
-                    "Please configure -smp options properly or try enabling topoext feature."]
+            lines = [f"warning: This family of AMD CPU doesn't support hyperthreading({self.topology.threads})",
+                     "Please configure -smp options properly or try enabling topoext feature."]
+            return [". ".join(lines)] if self.release.amd_ht_warning_one_line else lines
         return []
 
     def reset_warnings(self, cpu_model_name: str) -> list[str]:
@@ -87,7 +93,7 @@ class X86Policy:
         """TCG's complaints about CPUID features it cannot provide, printed per CPU realised."""
         if self.accel != "tcg":
             return []
-        return [f"warning: {t}" for t in tcg_feature_warnings(self.cpu_text, self.release)]
+        return [f"warning: {t}" for t in tcg_feature_warnings(self.cpu_text, self.release.name)]
 
     def build_slots(self) -> list[CpuSlot]:
         t = self.topology
@@ -197,7 +203,7 @@ class X86Policy:
         if slot is None:
             ids = t.ids_from_apic_id(apic_id)
             raise GenericError(
-                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, core: {ids.core}, thread: {ids.thread}] "
+                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module}core: {ids.core}, thread: {ids.thread}] "
                 f"with APIC ID {apic_id}, valid index range 0:{len(vm.slots) - 1}")
         if slot.cpu is not None:
             raise GenericError(f"CPU[{slot.index}] with APIC ID {apic_id} exists")
@@ -245,7 +251,7 @@ class X86Policy:
         slot = vm.slot_by_arch_id(apic)
         if slot is None:
             raise GenericError(
-                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, core: {ids.core}, thread: {ids.thread}] "
+                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module}core: {ids.core}, thread: {ids.thread}] "
                 f"with APIC ID {apic}, valid index range 0:{t.max_cpus - 1}")
         if slot.cpu is not None:
             raise GenericError(f"CPU[{slot.index}] with APIC ID {slot.arch_id} exists")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..machine.cpu_models import cpu_definitions
 from ..machine.errors import CommandNotFound, GenericError
 from ..machine.machines import machine_table
+from ..machine.release import get_release
 from .dispatch import Arg, Registry
 
 COMMANDS = Registry()
@@ -47,7 +48,38 @@ def query_cpus(ctx):
 @command("device_add", args=None)
 def device_add(ctx, arguments):
     """Plug a CPU (x86 thread or sPAPR core) into a free slot."""
+    if get_release(ctx.vm.release).device_add_typed_json:
+        _check_json_types(ctx.vm, arguments)
     ctx.vm.device_add(arguments, typed=True)
+
+
+#: CPU properties QEMU sets with an integer visitor
+_INT_PROPERTIES = frozenset({"socket-id", "die-id", "module-id", "cluster-id", "core-id", "thread-id",
+                             "node-id", "apic-id", "nr-threads"})
+
+
+def _check_json_types(vm, arguments: dict) -> None:
+    """QMP device_add's JSON read with typed visitors (``Release.device_add_typed_json``, 10.0).
+
+    Inferred from the recorded 10.0 replies: a non-string ``driver`` is reported missing; a
+    string (or other non-integer) for an integer CPU property is a type error, found when the
+    properties are set (in QDict order), i.e. after the device got its id: an anonymous CPU
+    device consumes its peripheral-anon number."""
+    from ..machine.cpu_models import known_plug_types
+    from ..machine.qdev import qdict_order
+    driver = arguments.get("driver")
+    if not isinstance(driver, str):
+        raise GenericError("Parameter 'driver' is missing")
+    if driver not in known_plug_types(vm.policy.arch, vm.release):
+        return
+    # a policy whose CPU properties take another visitor (s390x) names its own
+    int_properties = getattr(vm.policy, "json_int_properties", _INT_PROPERTIES)
+    for key in qdict_order(arguments):
+        value = arguments[key]
+        if key in int_properties and (not isinstance(value, int) or isinstance(value, bool)):
+            if "id" not in arguments and vm.slots:
+                vm.anon_counter += 1
+            raise GenericError(f"Invalid parameter type for '{key}', expected: integer")
 
 
 @command("device_del", args=(Arg("id", "str"),))
@@ -139,7 +171,7 @@ def quit_(ctx):
 @command("migrate-pause", allow_oob=True)
 def migrate_pause(ctx):
     """Pause a postcopy migration; cpuhot never runs postcopy, so this is always QEMU's refusal."""
-    raise GenericError("migrate-pause is currently only supported during postcopy-active state")
+    raise GenericError(get_release(ctx.vm.release).migrate_pause_refusal)
 
 
 @command("qom-get", args=(Arg("path", "str"), Arg("property", "str")))
@@ -254,7 +286,7 @@ def migrate_incoming(ctx, uri):
 
 @command("query-migrate")
 def query_migrate(ctx):
-    return ctx.vm.migration.query()
+    return ctx.vm.migration.query(get_release(ctx.vm.release).migration_ram_skipped)
 
 
 @command("migrate_cancel")

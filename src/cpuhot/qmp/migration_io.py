@@ -20,6 +20,7 @@ import socket
 import time
 
 from ..machine.errors import GenericError
+from ..machine.release import get_release
 from ..machine.migration import MigrationError, apply_incoming, check_stream, encode_stream
 
 SCHEMES = ("unix:", "tcp:")
@@ -153,7 +154,7 @@ class MigrationIO:
                 vm.stop()
             stream = encode_stream(vm, runstate=was)
             if vm.release_info.migration_device_state:
-                # 10.0: the switch-over (devices' state) is a state of its own
+                mig.status = "device"
                 self._event("MIGRATION", {"status": "device"})
             self._event("MIGRATION_PASS", {"pass": 2})
             writer.write(stream)
@@ -167,6 +168,8 @@ class MigrationIO:
                     verdict = json.loads(line).get("result", "failed") if line else "failed"
                 except json.JSONDecodeError:
                     verdict = "failed"
+                if verdict != "ok" and vm.release_info.migration_rejected_error:
+                    mig.error = vm.release_info.migration_rejected_error
             writer.close()
         except asyncio.CancelledError:
             writer.close()
@@ -180,11 +183,9 @@ class MigrationIO:
         mig.total_time = int((time.monotonic() - started) * 1000)
         mig.transferred = len(stream) if verdict == "ok" else 0
         vm.runstate = "postmigrate"
-        if verdict != "ok" and vm.release_info.failed_migration_restores_runstate and was != "running":
-            vm.runstate = was          # 10.0: a failed migration leaves the source as it was
+        if verdict != "ok" and vm.release_info.migration_failure_restores_runstate:
+            vm.runstate = was
         mig.status = "completed" if verdict == "ok" else "failed"
-        if verdict != "ok" and mig.caps.get("return-path") and mig.error is None:
-            mig.error = vm.release_info.return_path_failure_text
         self._event("MIGRATION", {"status": mig.status})
         self._flush()
 

@@ -113,7 +113,7 @@ class MachineInfo(QAPIModel):
     deprecated: bool
     default_cpu_type: Optional[str] = Field(None, alias="default-cpu-type")
     default_ram_id: Optional[str] = Field(None, alias="default-ram-id")
-    acpi: Optional[bool] = None            # QEMU 8.0+
+    acpi: Optional[bool] = None         # QEMU 9.1+
 
 
 class CpuDefinitionInfo(QAPIModel):
