@@ -17,6 +17,7 @@ from . import dropin
 from .machine.config import LaunchOptions, build_machine
 from .machine.errors import ConfigError
 from .machine.machines import arch_of_machine
+from .machine.options import object_option_string
 
 #: QEMU options: name -> takes an argument
 QEMU_OPTIONS = {
@@ -94,7 +95,7 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
         elif name == "m":
             opts.memory = value
         elif name == "object":
-            opts.objects.append(value)
+            opts.objects.append(object_option_string(value))
         elif name == "numa":
             opts.numa.append(value)
         elif name == "device":

@@ -300,6 +300,7 @@ def query_migrate_capabilities(ctx):
 # commands of cpuhot's tools (x-cpuhot-topology, ...) register themselves from their own module
 from . import commands_tools  # noqa: E402,F401
 from . import commands_migration  # noqa: E402,F401
+from . import commands_libvirt11  # noqa: E402,F401
 
 
 # -- introspection and the commands a libvirt probe / start / reconnect sends ----------------
