@@ -31,6 +31,10 @@ def _types(arch: str) -> list[dict]:
     if arch == "x86_64":
         out.append({"name": "x86_64-cpu", "parent": "cpu", "abstract": True})
         out += [{"name": d["typename"], "parent": "x86_64-cpu"} for d in cpu_definitions(arch) if d["typename"]]
+        # the PS/2 controller every pc/q35 board has (QEMU 7.2 lists it; libvirt 11 only keeps a
+        # domain's implicit ps2 mouse and keyboard, e.g. of a migrated one, if the type exists)
+        out.append({"name": "isa-device", "parent": "device", "abstract": True})
+        out.append({"name": "i8042", "parent": "isa-device"})
     else:
         out.append({"name": "powerpc64-cpu", "parent": "cpu", "abstract": True})
         out += [{"name": d["typename"], "parent": "powerpc64-cpu"}
