@@ -163,6 +163,7 @@ class Libvirtd113:
 
     def restore(self) -> None:
         self.stop()
+        self._stop_leftover_emulators()
         for p, data in self._saved.items():
             if data is None:
                 p.unlink(missing_ok=True)
@@ -182,6 +183,33 @@ class Libvirtd113:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+    def _stop_leftover_emulators(self) -> None:
+        """cpuhot processes of this harness's venv that outlived the daemon (e.g. a capability probe
+        of a daemon that crashed mid-probe): ended by their PIDs."""
+        prefix = f"{VENV}/bin/".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(a.startswith(prefix) for a in argv[:2]):
+                pid = int(entry.name)
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+                for _ in range(50):
+                    if not Path(f"/proc/{pid}").exists():
+                        break
+                    time.sleep(0.1)
+                else:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
 
     def start(self) -> None:
         if socket_path().exists() and self.proc is None:
