@@ -318,8 +318,8 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
             return 1
     for _, sock in sockets:
         await server.adopt_listening_socket(sock)
-        name = sock.getsockname()
-        bound_all.append(f"unix:{name}" if isinstance(name, str) else f"tcp:{name[0]}:{name[1]}")
+        # an inherited monitor socket (libvirt's -chardev fd=N) is not announced on stdout: QEMU
+        # prints nothing there, and libvirt folds the domain's output into its error messages
     pid = None
     if pidfile:
         pid = dropin.PidFile(pidfile)
