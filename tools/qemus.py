@@ -31,6 +31,7 @@ import argparse
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -99,14 +100,20 @@ def root(version: str) -> Path | None:
     return None if RELEASES[version].host else chroot_dir(version)
 
 
-def _wrap(version: str, argv: list[str]) -> list[str]:
-    """argv of a program in the release's file system (the host's for 7.2)."""
+def _wrap(version: str, argv: list[str], binds: tuple[str, ...] = ()) -> list[str]:
+    """argv of a program in the release's file system (the host's for 7.2).
+
+    ``binds``: host directories to make visible at the same path inside the root (e.g. the
+    project tree, so a program there can import cpuhot); bind-mounted, like /tmp, only in the
+    program's private mount namespace.  A missing mount point is created in the chroot."""
     d = root(version)
     if d is None:
         return list(argv)
+    extra = "".join(f'mkdir -p "$d"{shlex.quote(os.path.abspath(b))} && mount --bind {shlex.quote(os.path.abspath(b))} '
+                    f'"$d"{shlex.quote(os.path.abspath(b))} && ' for b in binds)
     script = ('d="$0"; mount --make-rprivate / && mount --bind /tmp "$d/tmp" && '
-              'mount -t proc proc "$d/proc" && mount --rbind /sys "$d/sys" && mount --rbind /dev "$d/dev" '
-              '&& exec chroot "$d" "$@"')
+              'mount -t proc proc "$d/proc" && mount --rbind /sys "$d/sys" && mount --rbind /dev "$d/dev" && '
+              + extra + 'exec chroot "$d" "$@"')
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(d), *argv]
 
 
@@ -115,9 +122,10 @@ def launcher(version: str, arch: str = "x86_64") -> list[str]:
     return _wrap(version, [f"/usr/bin/{ARCH_BINARIES[arch]}"])
 
 
-def command(version: str, *argv: str) -> list[str]:
-    """argv that runs any program of *version*'s file system (e.g. libvirtd of Debian 13)."""
-    return _wrap(version, list(argv))
+def command(version: str, *argv: str, binds: tuple[str, ...] = ()) -> list[str]:
+    """argv that runs any program of *version*'s file system (e.g. libvirtd of Debian 13);
+    ``binds``: host directories seen at the same path inside (see :func:`_wrap`)."""
+    return _wrap(version, list(argv), tuple(binds))
 
 
 def missing(version: str, arch: str = "x86_64") -> str | None:

@@ -17,6 +17,7 @@ from . import dropin
 from .machine.config import LaunchOptions, build_machine
 from .machine.errors import ConfigError
 from .machine.machines import arch_of_machine
+from .machine.options import object_option_string
 
 #: QEMU options: name -> takes an argument
 QEMU_OPTIONS = {
@@ -97,7 +98,7 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
         elif name == "m":
             opts.memory = value
         elif name == "object":
-            opts.objects.append(value)
+            opts.objects.append(object_option_string(value))
         elif name == "numa":
             opts.numa.append(value)
         elif name == "device":
@@ -370,8 +371,8 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
             return 1
     for _, sock in sockets:
         await server.adopt_listening_socket(sock)
-        name = sock.getsockname()
-        bound_all.append(f"unix:{name}" if isinstance(name, str) else f"tcp:{name[0]}:{name[1]}")
+        # an inherited monitor socket (libvirt's -chardev fd=N) is not announced on stdout: QEMU
+        # prints nothing there, and libvirt folds the domain's output into its error messages
     pid = None
     if pidfile:
         pid = dropin.PidFile(pidfile)

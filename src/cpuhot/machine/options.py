@@ -107,3 +107,26 @@ def parse_size(text: str, default_unit: int = 1) -> int:
     if value >= 1 << 64:
         raise ValueError(text)
     return value
+
+
+def object_option_string(text: str) -> str:
+    """``-object`` in JSON form (QEMU 6.0+; libvirt 11 writes ``-object {"qom-type":
+    "memory-backend-ram","id":"pc.ram","size":67108864}``) as the equivalent key=value string;
+    anything else, or JSON with nested values, is returned unchanged."""
+    if not text.lstrip().startswith("{"):
+        return text
+    import json
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(obj, dict) or "qom-type" not in obj:
+        return text
+    parts = []
+    for key, value in obj.items():
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        elif isinstance(value, (dict, list)) or value is None:
+            return text
+        parts.append(f"{key}={str(value).replace(',', ',,')}")
+    return ",".join(parts)

@@ -257,6 +257,9 @@ def migrate(ctx, uri, blk=None, inc=None, detach=None, resume=None):
         raise GenericError("There's a migration process in progress")
     if vm.runstate == "inmigrate":
         raise GenericError("Guest is waiting for an incoming migration")
+    if uri.startswith("fd:"):
+        from .commands_migration import migrate_fd
+        return migrate_fd(ctx, uri)
     check_uri(uri)
     io = _io(ctx)
     mig.status, mig.error = "setup", None
@@ -275,6 +278,9 @@ def migrate_incoming(ctx, uri):
         raise GenericError("'-incoming' was not specified on the command line")
     if mig.incoming != "defer":
         raise GenericError("The incoming migration has already been started")
+    if uri.startswith("fd:"):
+        from .commands_migration import migrate_incoming_fd
+        return migrate_incoming_fd(ctx, uri)
     io = _io(ctx)
     try:
         sock = io.migration.bind_incoming(uri)
@@ -326,6 +332,8 @@ def query_migrate_capabilities(ctx):
 # commands of cpuhot's tools (x-cpuhot-topology, ...) register themselves from their own module
 from . import commands_tools  # noqa: E402,F401
 from . import commands_s390x  # noqa: E402,F401
+from . import commands_migration  # noqa: E402,F401
+from . import commands_libvirt11  # noqa: E402,F401
 
 
 # -- introspection and the commands a libvirt probe / start / reconnect sends ----------------

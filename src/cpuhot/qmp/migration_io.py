@@ -41,6 +41,8 @@ def _split(uri: str) -> tuple[str, str, int]:
     host, _, port = uri[4:].rpartition(":")
     if not port.isdigit():
         raise GenericError("Parameter 'uri' expects a valid migration protocol")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]            # tcp:[::]:49152, as libvirt asks a migration target to listen
     return "tcp", host or "127.0.0.1", int(port)
 
 

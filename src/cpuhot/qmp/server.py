@@ -41,6 +41,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii
 
 from ..machine.errors import QMPError
 from .framing import MAX_TOKEN_SIZE, JSONStreamParser, Parsed, encode
+from . import fdpass
 from .protocol import Monitor, Session
 
 log = logging.getLogger("cpuhot.qmp.server")
@@ -142,6 +143,8 @@ class QMPConnection(asyncio.Protocol):
         self._stall_timer: asyncio.TimerHandle | None = None
         #: why the server dropped this client (None while it is served)
         self.dropped: str | None = None
+        #: fds that came over SCM_RIGHTS and no getfd took yet (fdpass)
+        self.passed_fds: list[int] = []
 
     def __repr__(self) -> str:
         number = self.session.number if self.session is not None else "-"
@@ -150,6 +153,7 @@ class QMPConnection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+        fdpass.receive_fds(transport)
         server = self.server
         if len(server.connections) + len(server.waiting) >= server.max_connections:
             log.warning("%s: refusing a connection: %d clients already connected (max_connections)",
@@ -181,7 +185,20 @@ class QMPConnection(asyncio.Protocol):
         for data in held or ():
             self.data_received(data)
 
+    def take_passed_fds(self) -> list[int]:
+        """The fds that came with the latest input (getfd); the caller owns them."""
+        self._collect_fds()
+        fds, self.passed_fds = self.passed_fds, []
+        return fds
+
+    def _collect_fds(self) -> None:
+        fds = fdpass.take_received(self.transport)
+        if fds:      # as QEMU's socket chardev: new fds replace those no command took
+            fdpass.close_all(self.passed_fds)
+            self.passed_fds = fds
+
     def data_received(self, data: bytes) -> None:
+        self._collect_fds()
         if self._held is not None:
             self._held.append(data)
             self._held_bytes += len(data)
@@ -212,6 +229,8 @@ class QMPConnection(asyncio.Protocol):
         return None             # close: nothing is left to answer
 
     def connection_lost(self, exc) -> None:
+        fdpass.close_all(self.passed_fds + fdpass.take_received(self.transport))
+        self.passed_fds = []
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
@@ -457,7 +476,10 @@ class QMPServer:
     async def serve_until_stopped(self) -> None:
         self._stopped = asyncio.Event()
         incoming = self.monitor.vm.migration.incoming
-        if incoming not in (None, "defer"):
+        if incoming is not None and incoming.startswith("fd:") and incoming[3:].isdigit():
+            from .migration_fd import start_incoming      # -incoming fd:N: an inherited fd
+            start_incoming(self.migration, int(incoming[3:]))
+        elif incoming not in (None, "defer"):
             try:
                 await self.migration.listen_incoming(incoming)
             except (QMPError, OSError) as e:      # e.g. exec: (refused) or an address in use
@@ -497,6 +519,9 @@ class QMPServer:
                 await asyncio.wait_for(srv.wait_closed(), 1.0)
             except (asyncio.TimeoutError, Exception):
                 pass
+        table = getattr(self, "fd_table", None)
+        if table is not None:
+            table.close()
         for path in self._unix_paths:
             try:
                 os.unlink(path)

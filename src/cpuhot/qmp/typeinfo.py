@@ -31,6 +31,10 @@ def _types(arch: str) -> list[dict]:
     if arch == "x86_64":
         out.append({"name": "x86_64-cpu", "parent": "cpu", "abstract": True})
         out += [{"name": d["typename"], "parent": "x86_64-cpu"} for d in cpu_definitions(arch) if d["typename"]]
+        # the PS/2 controller every pc/q35 board has (QEMU 7.2 lists it; libvirt 11 only keeps a
+        # domain's implicit ps2 mouse and keyboard, e.g. of a migrated one, if the type exists)
+        out.append({"name": "isa-device", "parent": "device", "abstract": True})
+        out.append({"name": "i8042", "parent": "isa-device"})
     else:
         out.append({"name": "powerpc64-cpu", "parent": "cpu", "abstract": True})
         out += [{"name": d["typename"], "parent": "powerpc64-cpu"}
@@ -97,5 +101,24 @@ def object_properties(arch: str, typename: str) -> list[dict]:
     """Never an error for a type cpuhot knows (libvirt 9.0 crashes on an error reply here)."""
     props = _props(arch, typename)
     if props is None:
+        props = _abstract_machine_props(arch, typename)
+    if props is None:
         raise DeviceNotFound(f"Class '{typename}' not found")
     return props
+
+
+#: abstract machine classes QEMU answers qom-list-properties for (libvirt 11.3 asks for
+#: generic-pc-machine and segfaults on an error reply): class -> (arch, families it is the base of)
+ABSTRACT_MACHINES = {"generic-pc-machine": ("x86_64", ("pc", "q35"))}
+
+
+def _abstract_machine_props(arch: str, typename: str) -> list[dict] | None:
+    """The properties an abstract machine class has: those all its recorded QEMU 7.2 families share
+    (inferred: QEMU 7.2 lists them, with descriptions, for generic-pc-machine; links are left out as
+    in the recorded families)."""
+    from .._qemu_argv_data import MACHINE_PROPS
+    owner = ABSTRACT_MACHINES.get(typename)
+    if owner is None or owner[0] != arch:
+        return None
+    families = [MACHINE_PROPS[arch][f] for f in owner[1]]
+    return [{"name": k, "type": v} for k, v in families[0].items() if all(k in f for f in families[1:])]
