@@ -7,7 +7,6 @@ cpuhot's own options (``--compat``, ``--arch``, ...) are double-dash only.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -243,8 +242,19 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
                     locations=[loc for _, loc in texts])
 
 
-def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int:
+def serve(argv: list[str], *, prog: str, default_arch: str | None = None, early=None) -> int:
+    """``early``: a :class:`cpuhot.early.EarlyGreeter` already listening on (some of) the monitors."""
+    try:
+        return _serve_main(argv, prog=prog, default_arch=default_arch, early=early)
+    finally:
+        if early is not None:
+            early.abort()          # no-op once the server adopted its sockets
+
+
+def _serve_main(argv: list[str], *, prog: str, default_arch: str | None, early) -> int:
     prepared = prepare(argv, prog=prog, default_arch=default_arch)
+    if prepared.exit_code is not None and early is not None:
+        early.abort()              # before the error shows: nobody may find the socket afterwards
     sys.stdout.write(prepared.stdout)
     sys.stderr.write(prepared.stderr)
     sys.stderr.flush()
@@ -274,15 +284,28 @@ def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int
             if daemon is not None:
                 daemon.failed()
             return 1
+    import asyncio
     try:
         return asyncio.run(_serve(prepared.monitor, endpoints, prog, sockets=prepared.sockets,
                                   locations=prepared.locations, pidfile=d.pidfile, daemon=daemon, tracer=tracer,
-                                  dropin_opts=d))
+                                  dropin_opts=d, early=early))
     finally:
         if daemon is not None:
             daemon.failed()        # no-op once it reported ready
         if tracer is not None:
             tracer.close()
+
+
+def client_hint(address: str, prog: str) -> str:
+    """How to reach a monitor printed as ``unix:PATH``/``tcp:HOST:PORT`` with the clients people use:
+    qmp-shell, socat and qemu.qmp take a bare path (or ``HOST:PORT``), not ``unix:PATH``."""
+    if address.startswith("unix:"):
+        path = address[5:]
+        return (f"{prog}: QMP monitor on {path}: qmp-shell {path} | socat - UNIX-CONNECT:{path} | "
+                f"qemu.qmp QMPClient().connect('{path}')\n")
+    host, _, port = address[4:].rpartition(":")
+    return (f"{prog}: QMP monitor on {host}:{port}: qmp-shell {host}:{port} | socat - TCP:{host}:{port} | "
+            f"qemu.qmp QMPClient().connect(('{host}', {port}))\n")
 
 
 def _bind_error(ep, e: OSError) -> str:
@@ -296,7 +319,7 @@ def _bind_error(ep, e: OSError) -> str:
 
 
 async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, pidfile=None, daemon=None,
-                 tracer=None, dropin_opts=None) -> int:
+                 tracer=None, dropin_opts=None, early=None) -> int:
     from .qmp.server import QMPServer
 
     def report(text: str) -> None:
@@ -305,9 +328,18 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
 
     def stderr_sink(lines):
         report("".join(f"{prog}: {text}\n" if prefixed else f"{text}\n" for prefixed, text in lines))
+    import asyncio
     server = QMPServer(monitor, stderr_sink=stderr_sink, tracer=tracer)
     bound_all = []
+    if early is not None:
+        early.stop()
     for n, ep in enumerate(endpoints):
+        if early is not None and ep.kind == "unix" and ep.path in early.sockets:
+            path = ep.path
+            accepted = [(conn, greeted) for p, conn, greeted in early.accepted if p == path]
+            await server.adopt_early(path, early.sockets.pop(path), accepted)
+            bound_all.append(ep)
+            continue
         try:
             bound_all.append(await server.listen(ep))
         except OSError as e:
@@ -328,15 +360,28 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
             report(f"{prog}: cannot create PID file: {e.strerror}\n")
             await server.close()
             return 1
+    def terminate(signum: int) -> None:
+        # QEMU 7.2 (qemu_system_killed, main loop): "terminating on signal N", a SHUTDOWN event
+        # (guest false, reason host-signal), exit status 0.  QEMU adds "from pid P (NAME)" when the
+        # signal came from a process; Python's handlers do not see the sender, so cpuhot prints the
+        # form QEMU prints for a terminal's ^C.
+        report(f"{prog}: terminating on signal {signum}\n")
+        monitor.vm.emit("SHUTDOWN", {"guest": False, "reason": "host-signal"})
+        out = monitor.take_events()
+        if out:
+            server.deliver(out)
+        server.request_stop()
     try:
-        if daemon is None:
-            for bound in bound_all:
-                print(str(bound), flush=True)
-        else:
-            daemon.ready()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, server.request_stop)
+            loop.add_signal_handler(sig, terminate, int(sig))
+        if daemon is None:
+            for bound in bound_all:
+                print(str(bound), flush=True)          # unix:PATH or tcp:HOST:PORT, for scripts
+            if sys.stderr.isatty():                     # for people: what their clients accept
+                report("".join(client_hint(str(b), prog) for b in bound_all))
+        else:
+            daemon.ready()
         await server.serve_until_stopped()
     finally:
         if pid is not None:
@@ -369,7 +414,8 @@ SUBCOMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, early=None) -> int:
+    """The command line (``early``: see :mod:`cpuhot.early`, which enters here)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = program_name()
     default_arch = None
@@ -380,9 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     if prog.startswith("cpuhot-system-"):
         # the drop-in binaries stand in for QEMU under libvirt & co: real vCPU threads by default
         argv = ["--vcpu-threads", *(argv[1:] if argv[:1] == ["serve"] else argv)]
-        return serve(argv, prog=prog, default_arch=default_arch)
+        return serve(argv, prog=prog, default_arch=default_arch, early=early)
     if argv and argv[0] == "serve":
-        return serve(argv[1:], prog=prog, default_arch=default_arch)
+        return serve(argv[1:], prog=prog, default_arch=default_arch, early=early)
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
         module, func = SUBCOMMANDS[argv[0]].split(":")
@@ -390,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
-    return serve(argv, prog=prog, default_arch=default_arch)
+    return serve(argv, prog=prog, default_arch=default_arch, early=early)
 
 
 if __name__ == "__main__":

@@ -121,8 +121,10 @@ class Endpoint:
 
 
 class QMPConnection(asyncio.Protocol):
-    def __init__(self, server: "QMPServer"):
+    def __init__(self, server: "QMPServer", *, greeted: bool = False):
         self.server = server
+        #: the greeting was sent before the server ran (cpuhot.early)
+        self.greeted = greeted
         self.monitor = server.monitor
         self.parser = JSONStreamParser()
         self.session: Session | None = None
@@ -172,7 +174,10 @@ class QMPConnection(asyncio.Protocol):
         self.server.connections[self.session] = self
         self.server.trace("open", self.session, None)
         log.debug("%s: client %s connected", self.server.name, self.session.number)
-        self._write(self.monitor.greeting())
+        if self.greeted:
+            self.server.trace("out", self.session, self.monitor.greeting())
+        else:
+            self._write(self.monitor.greeting())
         held, self._held = self._held, None
         self._held_bytes = 0
         if self._reading_paused:
@@ -449,6 +454,20 @@ class QMPServer:
         else:
             srv = await loop.create_server(lambda: QMPConnection(self), sock=sock)
         self.servers.append(srv)
+
+    async def adopt_early(self, path: str, sock: socket.socket,
+                          accepted: list[tuple[socket.socket, bool]]) -> None:
+        """Serve on a UNIX socket :mod:`cpuhot.early` bound before the server existed, with the
+        connections it accepted (and greeted) meanwhile, in their order."""
+        loop = asyncio.get_running_loop()
+        for conn, greeted in accepted:
+            conn.setblocking(False)
+            await loop.connect_accepted_socket(lambda g=greeted: QMPConnection(self, greeted=g), conn)
+        sock.setblocking(False)
+        srv = await loop.create_unix_server(lambda: QMPConnection(self), sock=sock)
+        self.servers.append(srv)
+        self.endpoints.append(Endpoint("unix", path=path))
+        self._unix_paths.append(path)
 
     async def serve_until_stopped(self) -> None:
         self._stopped = asyncio.Event()
