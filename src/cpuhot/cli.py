@@ -17,24 +17,7 @@ from .machine.config import LaunchOptions, build_machine
 from .machine.errors import ConfigError
 from .machine.machines import arch_of_machine
 
-#: QEMU options: name -> takes an argument
-QEMU_OPTIONS = {
-    "machine": True, "M": True, "smp": True, "cpu": True, "m": True, "object": True, "numa": True,
-    "device": True, "qmp": True, "S": False, "accel": True, "name": True, "nodefaults": False,
-    "display": True, "nographic": False, "no-user-config": False, "enable-kvm": False, "uuid": True,
-    "incoming": True, "daemonize": False, "pidfile": True, "chardev": True, "mon": True,
-    "overcommit": True, "rtc": True, "no-shutdown": False, "boot": True, "msg": True, "sandbox": True,
-    "global": True, "vga": True, "serial": True, "parallel": True, "monitor": True, "net": True,
-    "nic": True, "no-reboot": False, "no-hpet": False, "no-acpi": False, "enable-fips": False, "usb": False, "audiodev": True, "vnc": True,
-    "qmp-pretty": True, "trace": True, "D": True, "d": True, "L": True, "bios": True, "k": True,
-    "kernel": True, "initrd": True, "append": True, "drive": True, "blockdev": True, "cdrom": True,
-    "hda": True, "snapshot": False, "full-screen": False, "rtc-td-hack": False, "smbios": True,
-    "mem-prealloc": False, "mem-path": True, "realtime": True, "icount": True, "watchdog-action": True,
-    "action": True, "preconfig": False,
-}
-#: cpuhot's own options: name -> takes an argument
-CPUHOT_OPTIONS = {"state": True, "vcpu-threads": False, "force-kvm": False, "compat": True, "arch": True, "validate-returns": False, "help": False, "guest": True,
-                  "seed": True, "clock": True, "trace-file": True, "trace": True}
+from .argv_options import CPUHOT_OPTIONS, QEMU_INFO_OPTIONS, QEMU_OPTIONS  # noqa: E402,F401
 
 
 class UsageError(Exception):
@@ -49,6 +32,8 @@ class ServeArgs:
     validate_returns: bool = False
     trace_file: str | None = None
     state_file: str | None = None
+    #: -v/--verbose: log connections and commands on stderr (twice: the replies and events too)
+    verbose: int = 0
     #: the drop-in options (-daemonize, -chardev/-mon, -msg, ...): see cpuhot.dropin
     dropin: dropin.Dropin = field(default_factory=dropin.Dropin)
 
@@ -68,10 +53,14 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
         value = None
         if raw.startswith("--") and "=" in name:
             name, value = name.split("=", 1)
-        if name in CPUHOT_OPTIONS and raw.startswith("--"):
+        if raw == "-v":
+            name = "verbose"                  # cpuhot's one single-dash option (QEMU has no -v)
+        if name in CPUHOT_OPTIONS and (raw.startswith("--") or raw == "-v"):
             takes = CPUHOT_OPTIONS[name]
         elif name in QEMU_OPTIONS:
             takes = QEMU_OPTIONS[name]
+        elif name in QEMU_INFO_OPTIONS:
+            takes = False                     # printed by cpuhot.helptext before this parser runs
         else:
             raise UsageError(f"{raw}: invalid option")
         if takes and value is None:
@@ -130,8 +119,10 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             if value not in ("real", "virtual"):
                 raise UsageError(f"--clock: '{value}' is neither 'real' nor 'virtual'")
             opts.clock = value
-        elif name == "help":
+        elif name == "help" and raw.startswith("--"):
             raise UsageError("help")
+        elif name == "verbose":
+            args.verbose += 1
     dropin.finish_parse(args.dropin, opts)
     opts.no_shutdown = any(a.lstrip("-") == "no-shutdown" for a in argv if a.startswith("-"))
     if force_kvm:
@@ -195,13 +186,17 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
     """Parse ``argv`` and build the VM, exactly as ``serve`` would, without any I/O."""
     from .qmp.protocol import Monitor
     from .qmp.server import Endpoint
+    from .helptext import informational
+    info = informational(argv, prog=prog, default_arch=default_arch)
+    if info is not None:
+        return Prepared(0, "", stdout=info)
     try:
         args = parse_serve_args(argv, default_arch=default_arch)
     except dropin.DropinError as e:
         return Prepared(1, e.render(prog))
     except UsageError as e:
         if str(e) == "help":
-            return Prepared(0, "", stdout=USAGE)
+            return Prepared(0, "", stdout=usage())
         return Prepared(1, f"{prog}: {e}\n")
     d = args.dropin
     early = ""
@@ -275,6 +270,11 @@ def _serve_main(argv: list[str], *, prog: str, default_arch: str | None, early) 
         if status is not None:
             return status          # the original process: 0 once the daemon serves, 1 if it failed
     tracer = None
+    if prepared.args.verbose:
+        from .verbose import ConnectionLog, chain_tracers
+        logger = ConnectionLog(prog, replies=prepared.args.verbose > 1)
+    else:
+        logger = None
     if prepared.args.trace_file:
         from .trace import Tracer
         try:
@@ -285,9 +285,10 @@ def _serve_main(argv: list[str], *, prog: str, default_arch: str | None, early) 
                 daemon.failed()
             return 1
     import asyncio
+    hooks = tracer if logger is None else (logger if tracer is None else chain_tracers(tracer, logger))
     try:
         return asyncio.run(_serve(prepared.monitor, endpoints, prog, sockets=prepared.sockets,
-                                  locations=prepared.locations, pidfile=d.pidfile, daemon=daemon, tracer=tracer,
+                                  locations=prepared.locations, pidfile=d.pidfile, daemon=daemon, tracer=hooks,
                                   dropin_opts=d, early=early))
     finally:
         if daemon is not None:
@@ -389,21 +390,44 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
     return server.exit_code
 
 
-USAGE = """usage: python -m cpuhot serve [QEMU options] [--compat PROFILE] [--arch x86_64|ppc64]
+USAGE = """usage: python -m cpuhot serve [QEMU options] [cpuhot options]
+       cpuhot-system-x86_64 | cpuhot-system-ppc64 [QEMU options]     (drop-in for qemu-system-*)
 
-Serves a simulated VM's QMP monitor.  QEMU options (single or double dash):
-  -machine TYPE[,k=v]  -smp ...  -cpu MODEL  -m SIZE  -object memory-backend-ram,...
-  -numa node|cpu|dist,...  -device DRIVER,...  -qmp unix:PATH|tcp:HOST:PORT[,server=on,wait=off]
-  -S  -accel kvm|tcg  -name NAME  -uuid UUID  (and QEMU's harmless flags)
-  -daemonize -pidfile FILE  -chardev socket,id=ID,path=PATH|fd=N,server=on,wait=off
-  -mon chardev=ID,mode=control  -msg timestamp=on  -overcommit  -rtc  -boot  -sandbox  -global
-cpuhot options:
-  --compat cpuhot|qemu-7.2   which QEMU to be (default cpuhot: every command)
-  --arch x86_64|ppc64        target when -machine does not say
-  --guest MODE               what the guest does after device_del (cooperative, none, ...)
-  --trace FILE               write every QMP exchange as JSON lines (python -m cpuhot replay)
-Other commands: python -m cpuhot replay TRACE --against ADDRESS | show ADDRESS [--svg FILE] [--watch]
+Serves a simulated VM's QMP monitor; prints unix:PATH (or tcp:HOST:PORT) of each monitor on stdout.
+QEMU options (single or double dash; docs/REFERENCE.md has every one):
+  -machine TYPE[,k=v]  -M TYPE  -smp [cpus=]N[,maxcpus=,sockets=,dies=,clusters=,cores=,threads=]
+  -cpu MODEL  -m SIZE  -object memory-backend-ram,id=ID,size=SIZE  -numa node|cpu|dist,...
+  -device DRIVER,...   -S   -accel kvm|tcg   -enable-kvm   -incoming URI|defer
+  -qmp unix:PATH[,server=on,wait=off] | tcp:HOST:PORT[,...]   (repeatable)
+  -chardev socket,id=ID,path=PATH|fd=N,server=on,wait=off  -mon chardev=ID,mode=control
+  -name [guest=]NAME  -uuid UUID  -daemonize  -pidfile FILE  -msg timestamp=on  -overcommit ...
+  -rtc ...  -boot ...  -sandbox ...  -global ...  -no-shutdown  and QEMU's harmless flags
+  -version  -h  -machine help  -cpu help  -accel help  -device help   (QEMU's own texts)
+cpuhot options (double dash):
+  --compat PROFILE     which QEMU to be (default cpuhot); profiles: {profiles}
+  --arch x86_64|ppc64  target when -machine does not say
+  --guest MODE         what the guest does after device_del: {modes}
+  --state FILE         keep the VM in FILE: restored at start, rewritten after every change
+  --seed N             seed of the guest's random choices (--guest flaky:P)
+  --clock real|virtual the model's clock (virtual: time moves only with x-cpuhot-clock-step)
+  --vcpu-threads       a real host thread per vCPU (thread-id); the drop-in binaries default to it
+  --force-kvm          simulate KVM whatever -accel says (pseries SMT, x86 APIC IDs above 254)
+  --trace FILE         write every QMP exchange as JSON lines (python -m cpuhot replay)
+  --trace-file FILE    the same as --trace
+  --validate-returns   check every reply against the QAPI schema (for tests)
+  -v, --verbose        log connections and commands on stderr (-v -v: replies and events too)
+  --help               this text
+Other commands:
+  python -m cpuhot replay TRACE [--against unix:PATH|tcp:HOST:PORT] [--show-argv]
+  python -m cpuhot show unix:PATH [--svg FILE] [--watch]
+  python -m cpuhot fleet --count N [--dir DIR] [serve options]
 """
+
+
+def usage() -> str:
+    from .machine.guest import MODES
+    from .profiles import PROFILES
+    return USAGE.format(profiles=", ".join(PROFILES), modes=", ".join(MODES))
 
 
 #: subcommands other than ``serve``: name -> "module:function" taking argv, returning an exit status
@@ -433,9 +457,14 @@ def main(argv: list[str] | None = None, *, early=None) -> int:
         import importlib
         module, func = SUBCOMMANDS[argv[0]].split(":")
         return getattr(importlib.import_module(module), func)(argv[1:])
-    if argv and argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+    if argv and argv[0] in ("--help", "help"):
+        print(usage(), end="")
         return 0
+    if argv and not argv[0].startswith("-"):
+        names = ", ".join(["serve", *SUBCOMMANDS])
+        sys.stderr.write(f"{prog}: '{argv[0]}' is not a cpuhot command (one of: {names}); "
+                         f"see '{prog} --help'\n")
+        return 1
     return serve(argv, prog=prog, default_arch=default_arch, early=early)
 
 

@@ -328,7 +328,7 @@ def qom_list_properties(ctx, typename):
          returns="list[CommandLineOptionInfo]")
 def query_command_line_options(ctx, option=None):
     """The command-line options cpuhot accepts (parameters are not described)."""
-    from ..cli import QEMU_OPTIONS
+    from ..argv_options import QEMU_OPTIONS
     names = [n for n in QEMU_OPTIONS if len(n) > 1 and n.islower()]
     if option is not None:
         if option not in names:
