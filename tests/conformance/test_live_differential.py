@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from cpuhot.launch import launch_argv
 
-from .replay import PLACEHOLDER, normalize
+from .replay import normalize
 
 EXAMPLES = int(os.environ.get("CPUHOT_LIVE_EXAMPLES", "200"))
 #: CI replays the same pseudo-random sequences every run; set CPUHOT_LIVE_RANDOM=1 to explore new ones

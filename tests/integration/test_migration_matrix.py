@@ -19,7 +19,7 @@ def run_pair(serve_vm, src_args, dst_args, plug=()):
     src = serve_vm("-S", *src_args)
     mig = os.path.join(src.dir, "mig.sock")
     dst = serve_vm("-S", *dst_args, "-incoming", f"unix:{mig}")
-    s, d = SyncQMP(src.path), SyncQMP(dst.path)
+    s, d = SyncQMP(src.path), SyncQMP(dst.path)  # noqa: F841 (d keeps the target's monitor open)
     for q in (s, d):
         q.cmd("migrate-set-capabilities", {"capabilities": CAPS})
     for args in plug:
@@ -75,7 +75,7 @@ def test_running_source_resumes_on_target_without_S(serve_vm, tmp_path):
     src = serve_vm("-smp", "1,maxcpus=4")
     mig = str(tmp_path / "mig.sock")
     dst = serve_vm("-smp", "1,maxcpus=4", "-incoming", f"unix:{mig}")
-    s, d = SyncQMP(src.path), SyncQMP(dst.path)
+    s, d = SyncQMP(src.path), SyncQMP(dst.path)  # noqa: F841 (d keeps the target's monitor open)
     s.cmd("migrate-set-capabilities", {"capabilities": CAPS})
     d.cmd("migrate-set-capabilities", {"capabilities": CAPS})
     s.cmd("migrate", {"uri": f"unix:{mig}"})
@@ -97,7 +97,7 @@ def test_exec_uris_are_refused(serve_vm):
 def test_defer_then_migrate_incoming(serve_vm, tmp_path):
     src = serve_vm("-S", "-smp", "1,maxcpus=4")
     dst = serve_vm("-S", "-smp", "1,maxcpus=4", "-incoming", "defer")
-    s, d = SyncQMP(src.path), SyncQMP(dst.path)
+    s, d = SyncQMP(src.path), SyncQMP(dst.path)  # noqa: F841 (d keeps the target's monitor open)
     mig = str(tmp_path / "m.sock")
     d.cmd("migrate-incoming", {"uri": f"unix:{mig}"})
     s.cmd("migrate-set-capabilities", {"capabilities": CAPS})
@@ -119,7 +119,7 @@ def test_tcp_migration_and_cancel(serve_vm):
     s_.close()
     src = serve_vm("-S", "-smp", "1,maxcpus=2")
     dst = serve_vm("-S", "-smp", "1,maxcpus=2", "-incoming", f"tcp:127.0.0.1:{port}")
-    s, d = SyncQMP(src.path), SyncQMP(dst.path)
+    s, d = SyncQMP(src.path), SyncQMP(dst.path)  # noqa: F841 (d keeps the target's monitor open)
     s.cmd("migrate-set-capabilities", {"capabilities": CAPS})
     assert {c["capability"]: c["state"] for c in s.cmd("query-migrate-capabilities")}["return-path"] is True
     s.cmd("migrate", {"uri": f"tcp:127.0.0.1:{port}"})

@@ -7,15 +7,13 @@ refusals in QEMU's order: machine type, ``-smp``, CPU model, memory backends,
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .clock import RealClock, VirtualClock
 from .cpu_models import resolve_cpu_model
 from .guest import Guest, GuestMode
 from .errors import ConfigError, QMPError
-from .machines import MachineType, find_machine
+from .machines import find_machine
 from .numa import NumaBuilder, parse_numa_option
 from .options import OptionError, parse_option_string, parse_size
 from .smp import SmpRules, derive_topology, parse_smp
@@ -141,7 +139,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
 
     if family == "pseries":
         if cpu_model.core_type is None:
-            raise ConfigError(f"Unable to find sPAPR CPU Core definition")
+            raise ConfigError("Unable to find sPAPR CPU Core definition")
         policy = SpaprPolicy(topology, cpu_model.core_type, accel, version, cpu_model.name,
                              hotpluggable=machine.hotpluggable_cpus)
     else:

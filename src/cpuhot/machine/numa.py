@@ -195,7 +195,7 @@ class NumaBuilder:
                 raise ConfigError(f"Parameter 'src' expects an integer between 0 and {MAX_NODES - 1}",
                                   location=opt.location)
             if n not in self.state.nodes:
-                raise ConfigError(f"Source/Destination NUMA node is missing. Please use '-numa node' "
+                raise ConfigError("Source/Destination NUMA node is missing. Please use '-numa node' "
                                   "option to declare it first.", location=opt.location)
         if src == dst and val != 10:
             raise ConfigError(f"Local distance of node {src} should be 10.", location=opt.location)

@@ -14,9 +14,7 @@ state atomically or not at all, and returns a result or raises a
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import DeviceNotFound, GenericError
 from .events import Event

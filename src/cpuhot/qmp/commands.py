@@ -9,10 +9,8 @@ from __future__ import annotations
 from ..machine.cpu_models import cpu_definitions
 from ..machine.errors import CommandNotFound, GenericError
 from ..machine.machines import machine_table
-from .dispatch import Arg, Registry
-
-COMMANDS = Registry()
-command = COMMANDS.command
+from .dispatch import Arg
+from .registry import COMMANDS, command  # noqa: F401 (COMMANDS lives apart: commands_tools declares on it too)
 
 
 @command("qmp_capabilities", args=(Arg("enable", "enum-list", optional=True, enum=("oob",)),))
@@ -237,7 +235,6 @@ def migrate(ctx, uri, blk=None, inc=None, detach=None, resume=None):
 def migrate_incoming(ctx, uri):
     """Start listening for a migration stream (``-incoming defer``)."""
     import asyncio
-    from .migration_io import check_uri
     mig = ctx.vm.migration
     if mig.incoming is None:
         raise GenericError("'-incoming' was not specified on the command line")

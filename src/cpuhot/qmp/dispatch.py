@@ -9,7 +9,7 @@ type for 'id', expected: string``, ``Parameter 'bogus' is unexpected``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..machine.errors import CommandNotFound, GenericError, QMPError

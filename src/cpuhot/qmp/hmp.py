@@ -70,11 +70,11 @@ def info_version(ctx) -> str:
 
 
 def info_kvm(ctx) -> str:
-    from .commands import query_kvm
-    kvm = query_kvm(ctx)
-    if not kvm["present"]:
+    # what query-kvm says (commands.query_kvm): the x86_64 binary always has KVM built in
+    enabled = ctx.vm.accel == "kvm"
+    if not (enabled or ctx.vm.policy.arch == "x86_64"):
         return "kvm support: not compiled\n"
-    return "kvm support: " + ("enabled" if kvm["enabled"] else "disabled") + "\n"
+    return "kvm support: " + ("enabled" if enabled else "disabled") + "\n"
 
 
 def info_name(ctx) -> str:
@@ -152,7 +152,7 @@ def run(ctx, command_line: str) -> str:
             try:
                 cpu_id = int(rest, 0)
             except ValueError:
-                return _crlf(f"Error: Parameter 'id' expects an integer\n")
+                return _crlf("Error: Parameter 'id' expects an integer\n")
             vm.cpu_add(cpu_id)
             return ""
     except QMPError as e:

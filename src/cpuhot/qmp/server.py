@@ -29,12 +29,10 @@ Limits (all per :class:`QMPServer`, all logged when they bite):
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import re
 import socket
-import stat
 from collections import deque
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring_ascii
@@ -42,6 +40,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii
 from ..machine.errors import QMPError
 from .framing import MAX_TOKEN_SIZE, JSONStreamParser, Parsed, encode
 from .protocol import Monitor, Session
+from .sockets import SocketInUse, bind_unix_socket  # noqa: F401 (cli, fleet and tests import them from here)
 
 log = logging.getLogger("cpuhot.qmp.server")
 
@@ -648,50 +647,3 @@ def _state_key(vm) -> tuple:
     return (vm.runstate, vm.anon_counter, vm.unattached_counter, vm.guest.booted,
             tuple((v.cpu_index, v.qom_path, v.online, v.device.unplug_requested, v.device.guest_configured)
                   for v in vm.vcpus))
-
-
-class SocketInUse(OSError):
-    pass
-
-
-def bind_unix_socket(path: str) -> socket.socket:
-    """Bind a listening UNIX socket with mode 0600, replacing a stale socket file.
-
-    A socket file that still has a live server behind it is not stolen, nor is
-    anything that is not a socket (a file, a symbolic link): :class:`SocketInUse`
-    is raised instead.
-    """
-    if os.path.lexists(path):
-        st = os.lstat(path)
-        if not stat.S_ISSOCK(st.st_mode):
-            raise SocketInUse(errno.EEXIST, f"{path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            log.info("replacing the stale socket %s (nobody listens on it)", path)
-            try:
-                os.unlink(path)         # stale: nobody listens any more
-            except FileNotFoundError:
-                pass
-        else:
-            raise SocketInUse(errno.EADDRINUSE, f"{path} is in use by a running server")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(path)
-    except BaseException:
-        sock.close()
-        raise
-    finally:
-        os.umask(old)
-    try:
-        os.chmod(path, 0o600)
-        sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
