@@ -336,9 +336,8 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
         early.stop()
     for n, ep in enumerate(endpoints):
         if early is not None and ep.kind == "unix" and ep.path in early.sockets:
-            path = ep.path
-            accepted = [(conn, greeted) for p, conn, greeted in early.accepted if p == path]
-            await server.adopt_early(path, early.sockets.pop(path), accepted)
+            listening, accepted = early.take(ep.path)
+            await server.adopt_early(ep.path, listening, accepted)
             bound_all.append(ep)
             continue
         try:

@@ -21,11 +21,11 @@ This module must stay light: it imports only what the greeting needs (see
 
 from __future__ import annotations
 
+import _socket      # the C module: socket.py builds its enums (and imports selectors) at import time
+import _thread
 import os
 import select
-import socket
 import sys
-import threading
 
 #: options after which the usual path is taken: they daemonize, write a PID file once listening,
 #: name other monitors, keep state, or print and exit
@@ -38,15 +38,15 @@ class EarlyGreeter:
     def __init__(self, paths: list[str], greeting: bytes, *, single_client: bool):
         self.greeting = greeting
         self.single_client = single_client
-        self.sockets: dict[str, socket.socket] = {}
+        self.sockets: dict[str, _socket.socket] = {}
         #: accepted connections, in order: (the path it came in on, the connection, whether it was greeted)
-        self.accepted: list[tuple[str, socket.socket, bool]] = []
+        self.accepted: list[tuple[str, _socket.socket, bool]] = []
         self._wake_r, self._wake_w = os.pipe()
-        self._thread: threading.Thread | None = None
+        self._done: _thread.LockType | None = None
         old = os.umask(0o177)
         try:
             for path in paths:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 try:
                     sock.bind(path)
                 except OSError:
@@ -54,7 +54,7 @@ class EarlyGreeter:
                     raise
                 self.sockets[path] = sock
                 os.chmod(path, 0o600)
-                sock.listen(socket.SOMAXCONN)
+                sock.listen(_socket.SOMAXCONN)
         except OSError:
             self.abort()
             raise
@@ -62,8 +62,16 @@ class EarlyGreeter:
             os.umask(old)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="cpuhot-early-greeter", daemon=True)
-        self._thread.start()
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        _thread.start_new_thread(self._main, ())
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        finally:
+            assert self._done is not None
+            self._done.release()
 
     def _run(self) -> None:
         by_fd = {s.fileno(): (p, s) for p, s in self.sockets.items()}
@@ -74,9 +82,10 @@ class EarlyGreeter:
             for fd in ready:
                 path, sock = by_fd[fd]
                 try:
-                    conn, _ = sock.accept()
+                    fd, _ = sock._accept()
                 except OSError:
                     continue
+                conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
                 greet = not (self.single_client and any(g for _, _, g in self.accepted))
                 if greet:
                     try:
@@ -88,15 +97,26 @@ class EarlyGreeter:
 
     def stop(self) -> None:
         """Stop greeting: from now on the server accepts (the sockets stay open)."""
-        if self._thread is not None:
+        if self._done is not None:
             os.write(self._wake_w, b"x")
-            self._thread.join()
-            self._thread = None
+            self._done.acquire()           # the thread has returned
+            self._done = None
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self._wake_r = self._wake_w = -1
+
+    def take(self, path: str) -> tuple[object, list[object]]:
+        """Hand over the listening socket of ``path`` and the connections accepted on it, in order,
+        as :class:`socket.socket` objects (for asyncio), with whether each was greeted."""
+        import socket
+        sock = self.sockets.pop(path)
+        listening = socket.socket(fileno=sock.detach())
+        conns = [(socket.socket(fileno=c.detach()), greeted) for p, c, greeted in self.accepted if p == path]
+        self.accepted = [a for a in self.accepted if a[0] != path]
+        return listening, conns
 
     def abort(self) -> None:
         """The start-up failed: close everything and remove the socket files."""

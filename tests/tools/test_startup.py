@@ -24,19 +24,21 @@ from .helpers import script
 
 #: modules the greeting must not wait for (written from the design, not from sys.modules)
 HEAVY = ("asyncio", "pydantic", "cpuhot.machine", "cpuhot.qmp", "cpuhot.cli", "cpuhot.dropin",
-         "cpuhot.launch", "cpuhot.profiles", "dataclasses", "json")
+         "cpuhot.launch", "cpuhot.profiles", "dataclasses", "json", "socket", "selectors", "threading", "enum")
 
 PROBE = r"""
-import socket, sys
+import sys
 from cpuhot import early
 path = sys.argv[1]
 g = early.start(["serve", "-S", "-machine", "pc", "-qmp", f"unix:{path},server=on,wait=off"], "cpuhot")
 assert g is not None, "the early path was not taken"
+loaded = sorted(sys.modules)            # all the greeting path imported (the client below imports more)
+import socket
 c = socket.socket(socket.AF_UNIX)
 c.connect(path)
 line = c.makefile("rb").readline()
 print(line.decode().rstrip())
-print(" ".join(sorted(sys.modules)))
+print(" ".join(loaded))
 g.abort()
 """
 
