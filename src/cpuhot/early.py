@@ -26,6 +26,9 @@ import _thread
 import os
 import select
 import sys
+TYPE_CHECKING = False     # not typing's: importing typing costs enum and re before the greeting
+if TYPE_CHECKING:
+    import socket
 
 #: options after which the usual path is taken: they daemonize, write a PID file once listening,
 #: name other monitors, keep state, or print and exit
@@ -82,7 +85,7 @@ class EarlyGreeter:
             for fd in ready:
                 path, sock = by_fd[fd]
                 try:
-                    fd, _ = sock._accept()
+                    fd, _ = sock._accept()     # type: ignore[attr-defined]  # socket.accept() without socket.py
                 except OSError:
                     continue
                 conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
@@ -108,7 +111,7 @@ class EarlyGreeter:
                 pass
         self._wake_r = self._wake_w = -1
 
-    def take(self, path: str) -> tuple[object, list[object]]:
+    def take(self, path: str) -> tuple[socket.socket, list[tuple[socket.socket, bool]]]:
         """Hand over the listening socket of ``path`` and the connections accepted on it, in order,
         as :class:`socket.socket` objects (for asyncio), with whether each was greeted."""
         import socket
