@@ -19,7 +19,7 @@ def run_pair(serve_vm, src_args, dst_args, plug=()):
     src = serve_vm("-S", *src_args)
     mig = os.path.join(src.dir, "mig.sock")
     dst = serve_vm("-S", *dst_args, "-incoming", f"unix:{mig}")
-    s, d = SyncQMP(src.path), SyncQMP(dst.path)  # noqa: F841 (d keeps the target's monitor open)
+    s, d = SyncQMP(src.path), SyncQMP(dst.path)
     for q in (s, d):
         q.cmd("migrate-set-capabilities", {"capabilities": CAPS})
     for args in plug:
@@ -75,7 +75,7 @@ def test_running_source_resumes_on_target_without_S(serve_vm, tmp_path):
     src = serve_vm("-smp", "1,maxcpus=4")
     mig = str(tmp_path / "mig.sock")
     dst = serve_vm("-smp", "1,maxcpus=4", "-incoming", f"unix:{mig}")
-    s, d = SyncQMP(src.path), SyncQMP(dst.path)  # noqa: F841 (d keeps the target's monitor open)
+    s, d = SyncQMP(src.path), SyncQMP(dst.path)
     s.cmd("migrate-set-capabilities", {"capabilities": CAPS})
     d.cmd("migrate-set-capabilities", {"capabilities": CAPS})
     s.cmd("migrate", {"uri": f"unix:{mig}"})
@@ -97,7 +97,7 @@ def test_exec_uris_are_refused(serve_vm):
 def test_defer_then_migrate_incoming(serve_vm, tmp_path):
     src = serve_vm("-S", "-smp", "1,maxcpus=4")
     dst = serve_vm("-S", "-smp", "1,maxcpus=4", "-incoming", "defer")
-    s, d = SyncQMP(src.path), SyncQMP(dst.path)  # noqa: F841 (d keeps the target's monitor open)
+    s, d = SyncQMP(src.path), SyncQMP(dst.path)
     mig = str(tmp_path / "m.sock")
     d.cmd("migrate-incoming", {"uri": f"unix:{mig}"})
     s.cmd("migrate-set-capabilities", {"capabilities": CAPS})
