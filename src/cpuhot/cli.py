@@ -7,7 +7,6 @@ cpuhot's own options (``--compat``, ``--arch``, ...) are double-dash only.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -19,25 +18,7 @@ from .machine.errors import ConfigError
 from .machine.machines import arch_of_machine
 from .machine.options import object_option_string
 
-#: QEMU options: name -> takes an argument
-QEMU_OPTIONS = {
-    "machine": True, "M": True, "smp": True, "cpu": True, "m": True, "object": True, "numa": True,
-    "device": True, "qmp": True, "S": False, "accel": True, "name": True, "nodefaults": False,
-    "display": True, "nographic": False, "no-user-config": False, "enable-kvm": False, "uuid": True,
-    "incoming": True, "daemonize": False, "pidfile": True, "chardev": True, "mon": True,
-    "overcommit": True, "rtc": True, "no-shutdown": False, "boot": True, "msg": True, "sandbox": True,
-    "global": True, "vga": True, "serial": True, "parallel": True, "monitor": True, "net": True,
-    "nic": True, "no-reboot": False, "no-hpet": False, "no-acpi": False, "enable-fips": False, "usb": False, "audiodev": True, "vnc": True,
-    "qmp-pretty": True, "trace": True, "D": True, "d": True, "L": True, "bios": True, "k": True,
-    "kernel": True, "initrd": True, "append": True, "drive": True, "blockdev": True, "cdrom": True,
-    "hda": True, "snapshot": False, "full-screen": False, "rtc-td-hack": False, "smbios": True,
-    "mem-prealloc": False, "mem-path": True, "realtime": True, "icount": True, "watchdog-action": True,
-    "action": True, "preconfig": False,
-}
-#: cpuhot's own options: name -> takes an argument
-CPUHOT_OPTIONS = {"state": True, "vcpu-threads": False, "force-kvm": False, "compat": True, "arch": True, "validate-returns": False, "help": False, "guest": True,
-                  "seed": True, "clock": True, "trace-file": True, "trace": True,
-                  "guest-agent": True, "agent-mode": True, "guest-os": True, "guest-onlining": True}
+from .argv_options import CPUHOT_OPTIONS, QEMU_INFO_OPTIONS, QEMU_OPTIONS  # noqa: E402,F401
 
 
 class UsageError(Exception):
@@ -52,6 +33,8 @@ class ServeArgs:
     validate_returns: bool = False
     trace_file: str | None = None
     state_file: str | None = None
+    #: -v/--verbose: log connections and commands on stderr (twice: the replies and events too)
+    verbose: int = 0
     #: the drop-in options (-daemonize, -chardev/-mon, -msg, ...): see cpuhot.dropin
     dropin: dropin.Dropin = field(default_factory=dropin.Dropin)
     #: the guest agent: --guest-agent PATH, --agent-mode, --guest-os, --guest-onlining
@@ -73,10 +56,14 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
         value = None
         if raw.startswith("--") and "=" in name:
             name, value = name.split("=", 1)
-        if name in CPUHOT_OPTIONS and raw.startswith("--"):
+        if raw == "-v":
+            name = "verbose"                  # cpuhot's one single-dash option (QEMU has no -v)
+        if name in CPUHOT_OPTIONS and (raw.startswith("--") or raw == "-v"):
             takes = CPUHOT_OPTIONS[name]
         elif name in QEMU_OPTIONS:
             takes = QEMU_OPTIONS[name]
+        elif name in QEMU_INFO_OPTIONS:
+            takes = False                     # printed by cpuhot.helptext before this parser runs
         else:
             raise UsageError(f"{raw}: invalid option")
         if takes and value is None:
@@ -137,8 +124,10 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             opts.clock = value
         elif name in ("guest-agent", "agent-mode", "guest-os", "guest-onlining"):
             args.agent[name] = value
-        elif name == "help":
+        elif name == "help" and raw.startswith("--"):
             raise UsageError("help")
+        elif name == "verbose":
+            args.verbose += 1
     dropin.finish_parse(args.dropin, opts)
     opts.no_shutdown = any(a.lstrip("-") == "no-shutdown" for a in argv if a.startswith("-"))
     if force_kvm:
@@ -206,13 +195,17 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
     from .qmp.server import Endpoint
     if default_arch is None:
         default_arch = arch_of_program(prog)
+    from .helptext import informational
+    info = informational(argv, prog=prog, default_arch=default_arch)
+    if info is not None:
+        return Prepared(0, "", stdout=info)
     try:
         args = parse_serve_args(argv, default_arch=default_arch)
     except dropin.DropinError as e:
         return Prepared(1, e.render(prog))
     except UsageError as e:
         if str(e) == "help":
-            return Prepared(0, "", stdout=USAGE)
+            return Prepared(0, "", stdout=usage())
         return Prepared(1, f"{prog}: {e}\n")
     d = args.dropin
     early = ""
@@ -287,8 +280,19 @@ def setup_agent(args: ServeArgs, vm) -> list:
     return listeners
 
 
-def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int:
+def serve(argv: list[str], *, prog: str, default_arch: str | None = None, early=None) -> int:
+    """``early``: a :class:`cpuhot.early.EarlyGreeter` already listening on (some of) the monitors."""
+    try:
+        return _serve_main(argv, prog=prog, default_arch=default_arch, early=early)
+    finally:
+        if early is not None:
+            early.abort()          # no-op once the server adopted its sockets
+
+
+def _serve_main(argv: list[str], *, prog: str, default_arch: str | None, early) -> int:
     prepared = prepare(argv, prog=prog, default_arch=default_arch)
+    if prepared.exit_code is not None and early is not None:
+        early.abort()              # before the error shows: nobody may find the socket afterwards
     sys.stdout.write(prepared.stdout)
     sys.stderr.write(prepared.stderr)
     sys.stderr.flush()
@@ -310,6 +314,11 @@ def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int
         if status is not None:
             return status          # the original process: 0 once the daemon serves, 1 if it failed
     tracer = None
+    if prepared.args.verbose:
+        from .verbose import ConnectionLog, chain_tracers
+        logger = ConnectionLog(prog, replies=prepared.args.verbose > 1)
+    else:
+        logger = None
     if prepared.args.trace_file:
         from .trace import Tracer
         try:
@@ -319,15 +328,29 @@ def serve(argv: list[str], *, prog: str, default_arch: str | None = None) -> int
             if daemon is not None:
                 daemon.failed()
             return 1
+    import asyncio
+    hooks = tracer if logger is None else (logger if tracer is None else chain_tracers(tracer, logger))
     try:
         return asyncio.run(_serve(prepared.monitor, endpoints, prog, sockets=prepared.sockets,
-                                  locations=prepared.locations, pidfile=d.pidfile, daemon=daemon, tracer=tracer,
-                                  dropin_opts=d, agent_listeners=prepared.agent_listeners))
+                                  locations=prepared.locations, pidfile=d.pidfile, daemon=daemon, tracer=hooks,
+                                  dropin_opts=d, agent_listeners=prepared.agent_listeners, early=early))
     finally:
         if daemon is not None:
             daemon.failed()        # no-op once it reported ready
         if tracer is not None:
             tracer.close()
+
+
+def client_hint(address: str, prog: str) -> str:
+    """How to reach a monitor printed as ``unix:PATH``/``tcp:HOST:PORT`` with the clients people use:
+    qmp-shell, socat and qemu.qmp take a bare path (or ``HOST:PORT``), not ``unix:PATH``."""
+    if address.startswith("unix:"):
+        path = address[5:]
+        return (f"{prog}: QMP monitor on {path}: qmp-shell {path} | socat - UNIX-CONNECT:{path} | "
+                f"qemu.qmp QMPClient().connect('{path}')\n")
+    host, _, port = address[4:].rpartition(":")
+    return (f"{prog}: QMP monitor on {host}:{port}: qmp-shell {host}:{port} | socat - TCP:{host}:{port} | "
+            f"qemu.qmp QMPClient().connect(('{host}', {port}))\n")
 
 
 def _bind_error(ep, e: OSError) -> str:
@@ -341,7 +364,7 @@ def _bind_error(ep, e: OSError) -> str:
 
 
 async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, pidfile=None, daemon=None,
-                 tracer=None, dropin_opts=None, agent_listeners=()) -> int:
+                 tracer=None, dropin_opts=None, agent_listeners=(), early=None) -> int:
     from .qmp.server import Endpoint, QMPServer
 
     def report(text: str) -> None:
@@ -350,9 +373,17 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
 
     def stderr_sink(lines):
         report("".join(f"{prog}: {text}\n" if prefixed else f"{text}\n" for prefixed, text in lines))
+    import asyncio
     server = QMPServer(monitor, stderr_sink=stderr_sink, tracer=tracer)
     bound_all = []
+    if early is not None:
+        early.stop()
     for n, ep in enumerate(endpoints):
+        if early is not None and ep.kind == "unix" and ep.path in early.sockets:
+            listening, accepted = early.take(ep.path)
+            await server.adopt_early(ep.path, listening, accepted)
+            bound_all.append(ep)
+            continue
         try:
             bound_all.append(await server.listen(ep))
         except OSError as e:
@@ -382,15 +413,28 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
             report(f"{prog}: cannot create PID file: {e.strerror}\n")
             await server.close()
             return 1
+    def terminate(signum: int) -> None:
+        # QEMU 7.2 (qemu_system_killed, main loop): "terminating on signal N", a SHUTDOWN event
+        # (guest false, reason host-signal), exit status 0.  QEMU adds "from pid P (NAME)" when the
+        # signal came from a process; Python's handlers do not see the sender, so cpuhot prints the
+        # form QEMU prints for a terminal's ^C.
+        report(f"{prog}: terminating on signal {signum}\n")
+        monitor.vm.emit("SHUTDOWN", {"guest": False, "reason": "host-signal"})
+        out = monitor.take_events()
+        if out:
+            server.deliver(out)
+        server.request_stop()
     try:
-        if daemon is None:
-            for bound in bound_all:
-                print(str(bound), flush=True)
-        else:
-            daemon.ready()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, server.request_stop)
+            loop.add_signal_handler(sig, terminate, int(sig))
+        if daemon is None:
+            for bound in bound_all:
+                print(str(bound), flush=True)          # unix:PATH or tcp:HOST:PORT, for scripts
+            if sys.stderr.isatty():                     # for people: what their clients accept
+                report("".join(client_hint(str(b), prog) for b in bound_all))
+        else:
+            daemon.ready()
         await server.serve_until_stopped()
     finally:
         if pid is not None:
@@ -398,26 +442,49 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
     return server.exit_code
 
 
-USAGE = """usage: python -m cpuhot serve [QEMU options] [--compat PROFILE] [--arch x86_64|ppc64|s390x]
+USAGE = """usage: python -m cpuhot serve [QEMU options] [cpuhot options]
+       cpuhot-system-x86_64 | cpuhot-system-ppc64 | cpuhot-system-s390x [QEMU options]     (drop-in for qemu-system-*)
 
-Serves a simulated VM's QMP monitor.  QEMU options (single or double dash):
-  -machine TYPE[,k=v]  -smp ...  -cpu MODEL  -m SIZE  -object memory-backend-ram,...
-  -numa node|cpu|dist,...  -device DRIVER,...  -qmp unix:PATH|tcp:HOST:PORT[,server=on,wait=off]
-  -S  -accel kvm|tcg  -name NAME  -uuid UUID  (and QEMU's harmless flags)
-  -daemonize -pidfile FILE  -chardev socket,id=ID,path=PATH|fd=N,server=on,wait=off
-  -mon chardev=ID,mode=control  -msg timestamp=on  -overcommit  -rtc  -boot  -sandbox  -global
-cpuhot options:
-  --compat cpuhot|qemu-7.2   which QEMU to be (default cpuhot: every command)
+Serves a simulated VM's QMP monitor; prints unix:PATH (or tcp:HOST:PORT) of each monitor on stdout.
+QEMU options (single or double dash; docs/REFERENCE.md has every one):
+  -machine TYPE[,k=v]  -M TYPE  -smp [cpus=]N[,maxcpus=,sockets=,dies=,clusters=,cores=,threads=]
+  -cpu MODEL  -m SIZE  -object memory-backend-ram,id=ID,size=SIZE  -numa node|cpu|dist,...
+  -device DRIVER,...   -S   -accel kvm|tcg   -enable-kvm   -incoming URI|defer
+  -qmp unix:PATH[,server=on,wait=off] | tcp:HOST:PORT[,...]   (repeatable)
+  -chardev socket,id=ID,path=PATH|fd=N,server=on,wait=off  -mon chardev=ID,mode=control
+  -name [guest=]NAME  -uuid UUID  -daemonize  -pidfile FILE  -msg timestamp=on  -overcommit ...
+  -rtc ...  -boot ...  -sandbox ...  -global ...  -no-shutdown  and QEMU's harmless flags
+  -version  -h  -machine help  -cpu help  -accel help  -device help   (QEMU's own texts)
+cpuhot options (double dash):
+  --compat PROFILE     which QEMU to be (default cpuhot); profiles: {profiles}
   --arch x86_64|ppc64|s390x  target when -machine does not say
-  --guest MODE               what the guest does after device_del (cooperative, none, ...)
-  --trace FILE               write every QMP exchange as JSON lines (python -m cpuhot replay)
-  --guest-agent PATH         a guest agent (qemu-ga protocol) on a UNIX socket (or: a virtserialport
-                             named org.qemu.guest_agent.0 on a -chardev socket)
-  --agent-mode MODE          answering (default), never, late:SECONDS, absent
+  --guest MODE         what the guest does after device_del: {modes}
+  --state FILE         keep the VM in FILE: restored at start, rewritten after every change
+  --seed N             seed of the guest's random choices (--guest flaky:P)
+  --clock real|virtual the model's clock (virtual: time moves only with x-cpuhot-clock-step)
+  --vcpu-threads       a real host thread per vCPU (thread-id); the drop-in binaries default to it
+  --force-kvm          simulate KVM whatever -accel says (pseries SMT, x86 APIC IDs above 254)
+  --trace FILE         write every QMP exchange as JSON lines (python -m cpuhot replay)
+  --trace-file FILE    the same as --trace
+  --validate-returns   check every reply against the QAPI schema (for tests)
+  --guest-agent PATH   a guest agent (qemu-ga protocol) on a UNIX socket (or: a virtserialport
+                       named org.qemu.guest_agent.0 on a -chardev socket)
+  --agent-mode MODE    answering (default), never, late:SECONDS, absent
   --guest-os linux|windows   which vCPUs the guest can offline
   --guest-onlining MODE      hot-plugged vCPUs: udev (online at once), delayed:SECONDS, offline
-Other commands: python -m cpuhot replay TRACE --against ADDRESS | show ADDRESS [--svg FILE] [--watch]
+  -v, --verbose        log connections and commands on stderr (-v -v: replies and events too)
+  --help               this text
+Other commands:
+  python -m cpuhot replay TRACE [--against unix:PATH|tcp:HOST:PORT] [--show-argv]
+  python -m cpuhot show unix:PATH [--svg FILE] [--watch]
+  python -m cpuhot fleet --count N [--dir DIR] [serve options]
 """
+
+
+def usage() -> str:
+    from .machine.guest import MODES
+    from .profiles import PROFILES
+    return USAGE.format(profiles=", ".join(PROFILES), modes=", ".join(MODES))
 
 
 #: subcommands other than ``serve``: name -> "module:function" taking argv, returning an exit status
@@ -450,7 +517,8 @@ def arch_of_program(prog: str) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, early=None) -> int:
+    """The command line (``early``: see :mod:`cpuhot.early`, which enters here)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = program_name()
     default_arch = None
@@ -463,17 +531,22 @@ def main(argv: list[str] | None = None) -> int:
     if prog.startswith("cpuhot-system-"):
         # the drop-in binaries stand in for QEMU under libvirt & co: real vCPU threads by default
         argv = ["--vcpu-threads", *(argv[1:] if argv[:1] == ["serve"] else argv)]
-        return serve(argv, prog=prog, default_arch=default_arch)
+        return serve(argv, prog=prog, default_arch=default_arch, early=early)
     if argv and argv[0] == "serve":
-        return serve(argv[1:], prog=prog, default_arch=default_arch)
+        return serve(argv[1:], prog=prog, default_arch=default_arch, early=early)
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
         module, func = SUBCOMMANDS[argv[0]].split(":")
         return getattr(importlib.import_module(module), func)(argv[1:])
-    if argv and argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+    if argv and argv[0] in ("--help", "help"):
+        print(usage(), end="")
         return 0
-    return serve(argv, prog=prog, default_arch=default_arch)
+    if argv and not argv[0].startswith("-"):
+        names = ", ".join(["serve", *SUBCOMMANDS])
+        sys.stderr.write(f"{prog}: '{argv[0]}' is not a cpuhot command (one of: {names}); "
+                         f"see '{prog} --help'\n")
+        return 1
+    return serve(argv, prog=prog, default_arch=default_arch, early=early)
 
 
 if __name__ == "__main__":

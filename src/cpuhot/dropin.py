@@ -117,6 +117,8 @@ class Dropin:
     machine_pairs: dict[str, str] = field(default_factory=dict)
     machine_given: bool = False
     accel_option: str | None = None          # -accel NAME (or -enable-kvm)
+    #: every ``-accel NAME`` in argv order, (location, NAME): QEMU tries them in turn
+    accel_options: list[tuple[str, str]] = field(default_factory=list)
     machine_accel_after_kvm: bool = False
     boot: dict[str, str] = field(default_factory=dict)
     rtc: dict[str, str] = field(default_factory=dict)
@@ -235,7 +237,9 @@ def _take(d: Dropin, opts, name: str, value: str | None, location: str) -> None:
     elif name == "accel":
         first = value.split(",")[0]
         d.accel_option = first.split("=", 1)[1] if first.startswith("accel=") else first
-        opts.accel = d.accel_option.split(":")[0]
+        d.accel_options.append((location, d.accel_option))
+        if d.accel_option in ACCELERATORS and len(d.accel_options) == 1:
+            opts.accel = d.accel_option     # otherwise settled by before_build, as QEMU tries them
     elif name == "enable-kvm":
         # sugar for "-machine accel=kvm" (a later -machine accel= overrides it)
         d.machine_pairs.pop("accel", None)
@@ -353,6 +357,13 @@ def before_build(d: Dropin, opts) -> list[str]:
         return out                       # build_machine refuses the type itself
     _check_boot(d.boot)
     d.accel_outcome = ([], None)
+    if d.accel_options and "accel" not in d.machine_pairs:
+        lines = []
+        try:
+            opts.accel = _resolve_accel_options(d.accel_options, lines)
+            d.accel_outcome = (lines, None)
+        except DropinError as e:
+            d.accel_outcome = ([], e)
     if "accel" in d.machine_pairs:
         if d.accel_option is not None:
             raise DropinError('The -accel and "-machine accel=" options are incompatible')
@@ -444,6 +455,21 @@ def _resolve_accel(text: str, out: list[str]) -> str:
             return name
         failed.append(f"{{prog}}: invalid accelerator {name}\n")
     raise DropinError(failed[-1][len("{prog}: "):].rstrip("\n"), before="".join(out + failed[:-1]))
+
+
+def _resolve_accel_options(given: list[tuple[str, str]], out: list[str]) -> str:
+    """Repeated ``-accel NAME``: the first one that exists wins (QEMU's configure_accelerators);
+    each unknown one before it is reported with its option, the name is not split at ``:``."""
+    failed: list[str] = []
+    for location, name in given:
+        if name in ACCELERATORS:
+            out.extend(failed)
+            if failed:
+                out.append(f"{{prog}}: falling back to {name}\n")
+            return name
+        failed.append(f"{{prog}}: {location}: invalid accelerator {name}\n")
+    last_location, last = given[-1]
+    raise DropinError(f"invalid accelerator {last}", location=last_location, before="".join(failed[:-1]))
 
 
 #: accelerator properties QEMU 7.2 still takes on -machine (qemu_apply_legacy_machine_options)

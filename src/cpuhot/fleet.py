@@ -67,7 +67,8 @@ class FleetUsageError(Exception):
 
 def parse_args(argv: list[str]) -> tuple[int, str | None, bool, int, list[str]]:
     """Split the fleet's own options from the serve options: (count, dir, summary, first, serve argv)."""
-    count, directory, summary, first = 1, None, False, 1
+    count: int | None = None
+    directory, summary, first = None, False, 1
     rest: list[str] = []
     i = 0
 
@@ -105,6 +106,8 @@ def parse_args(argv: list[str]) -> tuple[int, str | None, bool, int, list[str]]:
                 raise FleetUsageError(f"{arg}: not available in a fleet ({REFUSED[bare]})")
             rest.append(arg)
         i += 1
+    if count is None:
+        raise FleetUsageError("--count N is required (how many VMs)")
     return count, directory, summary, first, rest
 
 
@@ -213,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             print(USAGE, end="")
             return 0
         print(f"{prog} fleet: {e}", file=sys.stderr)
+        print(USAGE.splitlines()[0], file=sys.stderr)
         return 1
     t0 = time.perf_counter()
     try:

@@ -149,8 +149,11 @@ class RunningVM:
 
     @property
     def vm(self):
-        """The in-process machine model (``None`` for a subprocess)."""
-        return self.monitor.vm if self.monitor is not None else None
+        """The in-process machine model; a VM in a subprocess has none here (RuntimeError)."""
+        if self.monitor is None:
+            raise RuntimeError("this VM runs in a subprocess (subprocess=True or --cpuhot-subprocess): its "
+                               "machine model is not in this process; talk to it over QMP (.client())")
+        return self.monitor.vm
 
     @property
     def running(self) -> bool:

@@ -313,7 +313,7 @@ def replay_main(argv: list[str]) -> int:
                                  description="Replay the client side of a QMP trace against any QMP server "
                                              "(cpuhot or QEMU) and report where the replies differ.")
     ap.add_argument("trace", help="a trace written by 'serve --trace FILE'")
-    ap.add_argument("--against", required=True, metavar="ADDRESS", help="unix:PATH or tcp:HOST:PORT")
+    ap.add_argument("--against", metavar="ADDRESS", help="unix:PATH or tcp:HOST:PORT (needed unless --show-argv)")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each message (default 5)")
     ap.add_argument("--speed", type=float, default=1.0,
                     help="replay this many times faster than recorded (0: no pauses; default 1)")
@@ -329,6 +329,8 @@ def replay_main(argv: list[str]) -> int:
     if ns.show_argv:
         print(" ".join(trace_argv(records)))
         return 0
+    if ns.against is None:
+        ap.error("the following arguments are required: --against")
     try:
         r = replay(records, ns.against, timeout=ns.timeout, speed=ns.speed,
                    volatile_keys=(*DEFAULT_VOLATILE_KEYS, *ns.ignore))

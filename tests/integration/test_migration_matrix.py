@@ -119,7 +119,7 @@ def test_tcp_migration_and_cancel(serve_vm):
     s_.close()
     src = serve_vm("-S", "-smp", "1,maxcpus=2")
     dst = serve_vm("-S", "-smp", "1,maxcpus=2", "-incoming", f"tcp:127.0.0.1:{port}")
-    s, d = SyncQMP(src.path), SyncQMP(dst.path)
+    s, d = SyncQMP(src.path), SyncQMP(dst.path)  # noqa: F841 (d keeps the target's monitor open)
     s.cmd("migrate-set-capabilities", {"capabilities": CAPS})
     assert {c["capability"]: c["state"] for c in s.cmd("query-migrate-capabilities")}["return-path"] is True
     s.cmd("migrate", {"uri": f"tcp:127.0.0.1:{port}"})

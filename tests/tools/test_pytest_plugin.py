@@ -45,6 +45,12 @@ def test_factory_starts_several_and_stops_them(cpuhot_factory):
     assert b.process.poll() is not None and not a.running
 
 
+def test_the_model_of_a_subprocess_vm_is_a_clear_error(cpuhot_factory):
+    vm = cpuhot_factory(machine="pc", smp="1,maxcpus=2", subprocess=True)
+    with pytest.raises(RuntimeError, match="runs in a subprocess .* talk to it over QMP"):
+        vm.vm
+
+
 EXAMPLE_TEST = textwrap.dedent("""
     import pytest
 

@@ -1,6 +1,5 @@
 """The guest model: unplug flows per mode, on a virtual clock (no sleeping)."""
 
-import pytest
 
 from cpuhot.machine.clock import VirtualClock
 from cpuhot.machine.config import LaunchOptions, build_machine

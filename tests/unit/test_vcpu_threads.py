@@ -3,7 +3,6 @@
 import os
 import time
 
-from cpuhot.machine.clock import VirtualClock
 from cpuhot.machine.config import LaunchOptions, build_machine
 
 

@@ -44,7 +44,7 @@ class VirtualClock:
 class Timers:
     """A deadline-ordered queue of callbacks on a clock."""
 
-    def __init__(self, clock):
+    def __init__(self, clock: RealClock | VirtualClock):
         self.clock = clock
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()

@@ -7,15 +7,13 @@ refusals in QEMU's order: machine type, ``-smp``, CPU model, memory backends,
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .clock import RealClock, VirtualClock
 from .cpu_models import resolve_cpu_model
 from .guest import Guest, GuestMode
 from .errors import ConfigError, QMPError
-from .machines import MachineType, find_machine
+from .machines import find_machine
 from .numa import NumaBuilder, parse_numa_option
 from .options import OptionError, parse_option_string, parse_size
 from .release import get_release

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any, cast
 
 from .errors import ConfigError
 from .release import DEFAULT_RELEASE, data_text
@@ -37,7 +38,7 @@ class CpuModel:
 
 
 @cache
-def cpu_definitions(arch: str, release: str = DEFAULT_RELEASE) -> tuple[dict, ...]:
+def cpu_definitions(arch: str, release: str = DEFAULT_RELEASE) -> tuple[dict[str, Any], ...]:
     raw = json.loads(data_text(release, f"cpu-definitions-{arch}.json"))
     return tuple(raw)
 
@@ -94,7 +95,7 @@ def model_from_type(arch: str, cpu_type: str, release: str = DEFAULT_RELEASE) ->
 
 @cache
 def _tcg_warning_table(release: str = DEFAULT_RELEASE) -> dict[str, list[str]]:
-    return json.loads(data_text(release, "tcg-warnings-x86_64.json"))
+    return cast("dict[str, list[str]]", json.loads(data_text(release, "tcg-warnings-x86_64.json")))
 
 
 @cache
@@ -126,7 +127,7 @@ def tcg_feature_warnings(cpu_text: str, release: str = DEFAULT_RELEASE) -> list[
         elif f.startswith("-") or f.endswith("=off"):
             wanted.pop(f[1:] if f.startswith("-") else f[:-4], None)
 
-    def order(text: str):
+    def order(text: str) -> tuple[int, int]:
         where = text.split(": ", 1)[1]
         word = where.rsplit(".", 1)[0]
         bit = int(where.rsplit("[bit ", 1)[1].rstrip("]"))

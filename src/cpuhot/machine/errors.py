@@ -31,7 +31,7 @@ class QMPError(CpuhotError):
         super().__init__(desc)
         self.desc = desc
 
-    def to_qmp(self) -> dict:
+    def to_qmp(self) -> dict[str, str]:
         return {"class": self.error_class, "desc": self.desc}
 
 

@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from .errors import ConfigError
 from .release import DEFAULT_RELEASE, data_text, get_release
@@ -59,9 +60,9 @@ class MachineType:
     def simulated(self) -> bool:
         return self.family in ("pc", "q35", "pseries", "s390-ccw-virtio")
 
-    def to_qmp(self) -> dict:
+    def to_qmp(self) -> dict[str, Any]:
         """The entry ``query-machines`` returns for this type."""
-        d: dict = {"hotpluggable-cpus": self.hotpluggable_cpus, "name": self.name,
+        d: dict[str, Any] = {"hotpluggable-cpus": self.hotpluggable_cpus, "name": self.name,
                    "numa-mem-supported": self.numa_mem_supported}
         if self.default_cpu_type is not None:
             d["default-cpu-type"] = self.default_cpu_type

@@ -10,10 +10,12 @@ add up to ``-m``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
 from .options import OptionError, parse_int, parse_option_string, parse_size
+from .slots import CpuSlot
 
 MAX_NODES = 128
 RAM_ALIGN = 1 << 23
@@ -116,7 +118,7 @@ class NumaBuilder:
     ``node_id`` (``None`` = not assigned yet).
     """
 
-    def __init__(self, slots, *, max_cpus: int, numa_mem_supported: bool, memdevs: dict[str, int]):
+    def __init__(self, slots: Sequence[CpuSlot], *, max_cpus: int, numa_mem_supported: bool, memdevs: dict[str, int]):
         self.slots = slots
         self.max_cpus = max_cpus
         self.numa_mem_supported = numa_mem_supported
@@ -180,7 +182,7 @@ class NumaBuilder:
             raise ConfigError(
                 f"Invalid node-id={node_id}, NUMA node must be defined with -numa node,nodeid=ID "
                 "before it's used with -numa cpu,node-id=ID", location=opt.location)
-        props = {k: _int(opt, k) for k in ("socket-id", "die-id", "cluster-id", "core-id", "thread-id")
+        props: dict[str, int] = {k: _int(opt, k) for k in ("socket-id", "die-id", "cluster-id", "core-id", "thread-id")
                  if k in opt.values}
         self.set_cpu_node(node_id, props, opt.location)
 
@@ -195,14 +197,14 @@ class NumaBuilder:
                 raise ConfigError(f"Parameter 'src' expects an integer between 0 and {MAX_NODES - 1}",
                                   location=opt.location)
             if n not in self.state.nodes:
-                raise ConfigError(f"Source/Destination NUMA node is missing. Please use '-numa node' "
+                raise ConfigError("Source/Destination NUMA node is missing. Please use '-numa node' "
                                   "option to declare it first.", location=opt.location)
         if src == dst and val != 10:
             raise ConfigError(f"Local distance of node {src} should be 10.", location=opt.location)
         self.state.distances[(src, dst)] = val
 
     # -- slot mapping -------------------------------------------------------
-    def slot_at_cpu_index(self, idx: int):
+    def slot_at_cpu_index(self, idx: int) -> CpuSlot:
         """The slot holding cpu-index ``idx`` (x86: slot idx; pseries: the core containing it)."""
         per = self.slots[0].vcpus_count if self.slots else 1
         return self.slots[idx // per]
@@ -226,7 +228,8 @@ class NumaBuilder:
             raise ConfigError("no match found", location=location)
 
     # -- completion ---------------------------------------------------------
-    def finish(self, ram_size: int, default_node, describe_slot) -> NumaState:
+    def finish(self, ram_size: int, default_node: Callable[[CpuSlot], int],
+               describe_slot: Callable[[CpuSlot], str]) -> NumaState:
         """Check memory and give every slot a node (``numa_complete_configuration`` +
         ``machine_numa_finish_cpu_init``).  ``default_node(slot)`` is the board rule."""
         nodes = self.state.nodes

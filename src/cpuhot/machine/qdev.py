@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import GenericError
 from .options import parse_int
@@ -33,7 +35,7 @@ def format_double(value: float) -> str:
     return "%.17g" % value
 
 
-def opts_from_qmp(arguments: dict, check_id: bool = True) -> tuple[str | None, dict[str, str]]:
+def opts_from_qmp(arguments: dict[str, Any], check_id: bool = True) -> tuple[str | None, dict[str, str]]:
     """Split QMP ``device_add`` arguments into (id, string options) like ``qemu_opts_from_qdict``.
 
     Raises the id-syntax error QEMU raises before anything else.
@@ -81,7 +83,7 @@ def qdict_bucket(key: str) -> int:
     return ((1103515243 * value + 12345) & 0xFFFFFFFF) % QDICT_BUCKET_MAX
 
 
-def qdict_order(keys) -> list[str]:
+def qdict_order(keys: Iterable[str]) -> list[str]:
     """``keys`` in the order QEMU iterates a QDict holding them: by bucket, and within a bucket
     the last inserted first.  This is the order in which qdev sets device_add's properties, so it
     decides which of several bad properties QEMU reports (``core-id`` before ``socket-id``).

@@ -14,6 +14,7 @@ import ctypes.util
 import threading
 
 _PR_SET_NAME = 15
+_libc: ctypes.CDLL | None
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 except OSError:      # pragma: no cover - no libc (not Linux)

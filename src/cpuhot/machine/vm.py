@@ -14,9 +14,7 @@ state atomically or not at all, and returns a result or raises a
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import DeviceNotFound, GenericError
 from .events import Event
@@ -519,6 +517,8 @@ class VirtualMachine:
         """``qom-list`` of the containers a client cares about (the order is QEMU's hash order,
         i.e. meaningless; cpuhot lists in creation order)."""
         parts = [p for p in path.split("/") if p]
+        if parts == ["machine"]:
+            return _machine_children(self.machine.family, self.release)
         if parts == ["machine", "peripheral"]:
             children = [(k, d) for k, d in self.peripheral.items()]
         elif parts == ["machine", "peripheral-anon"]:
@@ -656,3 +656,18 @@ def _device_number(name: str) -> int | None:
     if name.startswith("device[") and name.endswith("]") and name[7:-1].isdigit():
         return int(name[7:-1])
     return None
+
+
+#: what cpuhot models of /machine: the machine's type and its three device containers
+_MODELLED_MACHINE_CHILDREN = ("type", "unattached", "peripheral-anon", "peripheral")
+
+
+def _machine_children(family: str, release: str) -> list[dict]:
+    """``qom-list /machine``: the properties cpuhot models, in the order QEMU 7.2 lists them for the
+    machine family (recorded: ``data/qom-list-machine.json``; QEMU's order is its hash order)."""
+    import json
+
+    from .release import data_text
+    recorded = json.loads(data_text(release, "qom-list-machine.json"))
+    listing = recorded.get(family, recorded["pc"])
+    return [dict(p) for p in listing if p["name"] in _MODELLED_MACHINE_CHILDREN]

@@ -10,10 +10,8 @@ from ..machine.cpu_models import cpu_definitions
 from ..machine.errors import CommandNotFound, GenericError
 from ..machine.machines import machine_table
 from ..machine.release import get_release
-from .dispatch import Arg, Registry
-
-COMMANDS = Registry()
-command = COMMANDS.command
+from .dispatch import Arg
+from .registry import COMMANDS, command  # noqa: F401 (COMMANDS lives apart: commands_tools declares on it too)
 
 
 @command("qmp_capabilities", args=(Arg("enable", "enum-list", optional=True, enum=("oob",)),))
@@ -272,7 +270,6 @@ def migrate(ctx, uri, blk=None, inc=None, detach=None, resume=None):
 def migrate_incoming(ctx, uri):
     """Start listening for a migration stream (``-incoming defer``)."""
     import asyncio
-    from .migration_io import check_uri
     mig = ctx.vm.migration
     if mig.incoming is None:
         raise GenericError("'-incoming' was not specified on the command line")
@@ -369,7 +366,7 @@ def qom_list_properties(ctx, typename):
          returns="list[CommandLineOptionInfo]")
 def query_command_line_options(ctx, option=None):
     """The command-line options cpuhot accepts (parameters are not described)."""
-    from ..cli import QEMU_OPTIONS
+    from ..argv_options import QEMU_OPTIONS
     names = [n for n in QEMU_OPTIONS if len(n) > 1 and n.islower()]
     if option is not None:
         if option not in names:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .commands import command  # noqa: F401
+from .registry import command
 
 
 def slot_state(slot) -> str:

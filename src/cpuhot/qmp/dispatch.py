@@ -9,11 +9,12 @@ type for 'id', expected: string``, ``Parameter 'bogus' is unexpected``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
 from ..machine.errors import CommandNotFound, GenericError, QMPError
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _JSON_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object",
                     list: "array"}
@@ -46,15 +47,15 @@ class Registry:
         self.commands: dict[str, Command] = {}
 
     def command(self, name: str, *, args: tuple[Arg, ...] | None = (), returns: Any = None,
-                allow_oob: bool = False):
+                allow_oob: bool = False) -> Callable[[_F], _F]:
         """Decorator registering ``fn(ctx, **arguments)`` as QMP command ``name``."""
-        def deco(fn):
+        def deco(fn: _F) -> _F:
             self.commands[name] = Command(name, fn, args, returns, allow_oob, (fn.__doc__ or "").strip())
             return fn
         return deco
 
 
-def marshal_arguments(cmd: Command, arguments: dict) -> dict:
+def marshal_arguments(cmd: Command, arguments: dict[str, Any]) -> dict[str, Any]:
     """Check ``arguments`` against ``cmd.args``; return them keyed by Python names."""
     if cmd.args is None:
         return {"arguments": arguments}
@@ -99,7 +100,7 @@ def _check_type(arg: Arg, value: Any) -> Any:
     return value
 
 
-def check_request(msg: Any, allow_oob: bool) -> tuple[str, bool, dict]:
+def check_request(msg: Any, allow_oob: bool) -> tuple[str, bool, dict[str, Any]]:
     """``qmp_dispatch_check_obj``: validate the envelope; return (command, is_oob, arguments)."""
     if not isinstance(msg, dict):
         raise GenericError("QMP input must be a JSON object")
@@ -125,15 +126,15 @@ def check_request(msg: Any, allow_oob: bool) -> tuple[str, bool, dict]:
     return msg["exec-oob"], True, msg.get("arguments", {})
 
 
-def error_reply(err: QMPError, msg_id: Any = None, has_id: bool = False) -> dict:
-    reply: dict = {}
+def error_reply(err: QMPError, msg_id: Any = None, has_id: bool = False) -> dict[str, Any]:
+    reply: dict[str, Any] = {}
     if has_id:
         reply["id"] = msg_id
     reply["error"] = err.to_qmp()
     return reply
 
 
-def success_reply(ret: Any, msg_id: Any = None, has_id: bool = False) -> dict:
+def success_reply(ret: Any, msg_id: Any = None, has_id: bool = False) -> dict[str, Any]:
     reply = {"return": {} if ret is None else ret}
     if has_id:
         reply["id"] = msg_id

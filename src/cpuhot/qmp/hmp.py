@@ -1,7 +1,10 @@
 """The human monitor, as ``human-monitor-command`` runs it: QEMU 7.2's texts for CPU hotplug.
 
-Supported: ``info hotpluggable-cpus``, ``info cpus``, ``info numa``, ``device_add``,
-``device_del`` and (where the profile has it) ``cpu-add``.  Output lines end in
+Supported: ``info hotpluggable-cpus``, ``info cpus``, ``info numa``, ``info status``,
+``info version``, ``info kvm``, ``info name``, ``info uuid``, ``stop``/``s``, ``cont``/``c``,
+``help``/``?`` (QEMU 7.2's text, recorded: ``tools/record_cli_texts.py``), ``device_add``,
+``device_del`` and (where the profile has it) ``cpu-add``.  Each was checked against a live
+QEMU 7.2 through ``human-monitor-command``.  Output lines end in
 ``\\r\\n`` as QEMU's monitor writes them; errors read ``Error: <text>``.
 """
 
@@ -58,6 +61,59 @@ def info_numa(vm) -> str:
     return "".join(out)
 
 
+def info_status(ctx) -> str:
+    # hmp_info_status: "VM status: running|paused", then " (STATE)" unless the state is plain paused
+    st = ctx.vm.query_status()
+    text = "VM status: " + ("running" if st["running"] else "paused")
+    if not st["running"] and st["status"] != "paused":
+        text += f" ({st['status']})"
+    return text + "\n"
+
+
+def info_version(ctx) -> str:
+    v = ctx.monitor.version_info()
+    q = v["qemu"]
+    return f"{q['major']}.{q['minor']}.{q['micro']}{v['package']}\n"     # QEMU puts no space between
+
+
+def info_kvm(ctx) -> str:
+    # what query-kvm says (commands.query_kvm): the x86_64 binary always has KVM built in
+    enabled = ctx.vm.accel == "kvm"
+    if not (enabled or ctx.vm.policy.arch == "x86_64"):
+        return "kvm support: not compiled\n"
+    return "kvm support: " + ("enabled" if enabled else "disabled") + "\n"
+
+
+def info_name(ctx) -> str:
+    return f"{ctx.vm.name}\n" if ctx.vm.name is not None else ""
+
+
+def info_uuid(ctx) -> str:
+    return f"{ctx.vm.uuid or '00000000-0000-0000-0000-000000000000'}\n"
+
+
+def help_text(ctx, topic: str = "") -> str:
+    """``help`` as QEMU 7.2 prints it (recorded); ``help NAME``: the lines of that command."""
+    from ..machine.release import data_text
+    # recorded with QEMU's CRLF line ends (every line: data_text reads them back as "\n")
+    text = _crlf(data_text(ctx.vm.release, f"hmp-help-{ctx.vm.policy.arch}.txt"))
+    if not topic:
+        return text
+    lines = [line for line in text.split("\r\n") if line and topic in line.split(" ", 1)[0].split("|")]
+    return "".join(f"{line}\r\n" for line in lines)
+
+
+#: commands without arguments: name -> (the name QEMU's messages use, handler)
+_NO_ARGS_INFO = {"status": info_status, "version": info_version, "kvm": info_kvm, "name": info_name,
+                 "uuid": info_uuid}
+_NO_ARGS = {"stop": "stop|s", "s": "stop|s", "cont": "cont|c", "c": "cont|c"}
+
+
+def _extraneous(shown: str, help_topic: str) -> str:
+    return _crlf(f"{shown}: extraneous characters at the end of line\n"
+                 f'Try "help {help_topic}" for more information\n')
+
+
 def run(ctx, command_line: str) -> str:
     """Execute one HMP command line; return its output as QEMU's monitor prints it."""
     text = command_line.strip()
@@ -67,6 +123,22 @@ def run(ctx, command_line: str) -> str:
     rest = rest.strip()
     vm = ctx.vm
     try:
+        if name == "info" and rest.split(" ", 1)[0] in _NO_ARGS_INFO:
+            what, _, extra = rest.partition(" ")
+            if extra.strip():
+                return _extraneous(what, f"info {what}")
+            return _crlf(_NO_ARGS_INFO[what](ctx))
+        if name in _NO_ARGS:
+            shown = _NO_ARGS[name]
+            if rest:
+                return _extraneous(shown, shown.split("|")[0])
+            if shown == "stop|s":
+                vm.stop()
+            else:
+                vm.cont()
+            return ""
+        if name in ("help", "?"):
+            return help_text(ctx, rest.split(" ", 1)[0] if rest else "")
         if name == "info":
             what = rest.split(" ", 1)[0]
             infos = {"hotpluggable-cpus": info_hotpluggable_cpus, "cpus": info_cpus, "numa": info_numa,
@@ -88,7 +160,7 @@ def run(ctx, command_line: str) -> str:
             try:
                 cpu_id = int(rest, 0)
             except ValueError:
-                return _crlf(f"Error: Parameter 'id' expects an integer\n")
+                return _crlf("Error: Parameter 'id' expects an integer\n")
             vm.cpu_add(cpu_id)
             return ""
     except QMPError as e:

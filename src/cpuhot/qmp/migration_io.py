@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import time
 
@@ -71,7 +70,7 @@ class MigrationIO:
         check_uri(uri)
         kind, where, port = _split(uri)
         if kind == "unix":
-            from .server import bind_unix_socket      # 0600; a stale socket is replaced, nothing else
+            from .sockets import bind_unix_socket     # 0600; a stale socket is replaced, nothing else
             return bind_unix_socket(where)
         else:
             sock = socket.socket(socket.AF_INET6 if ":" in where else socket.AF_INET, socket.SOCK_STREAM)

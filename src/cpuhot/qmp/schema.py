@@ -11,7 +11,7 @@ masked: they are the models' names (unique, as clients require).
 from __future__ import annotations
 
 import types
-from typing import Any, Literal, Optional, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 

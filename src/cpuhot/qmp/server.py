@@ -29,12 +29,10 @@ Limits (all per :class:`QMPServer`, all logged when they bite):
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import re
 import socket
-import stat
 from collections import deque
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring_ascii
@@ -43,6 +41,7 @@ from ..machine.errors import QMPError
 from .framing import MAX_TOKEN_SIZE, JSONStreamParser, Parsed, encode
 from . import fdpass
 from .protocol import Monitor, Session
+from .sockets import SocketInUse, bind_unix_socket  # noqa: F401 (cli, fleet and tests import them from here)
 
 log = logging.getLogger("cpuhot.qmp.server")
 
@@ -122,8 +121,10 @@ class Endpoint:
 
 
 class QMPConnection(asyncio.Protocol):
-    def __init__(self, server: "QMPServer"):
+    def __init__(self, server: "QMPServer", *, greeted: bool = False):
         self.server = server
+        #: the greeting was sent before the server ran (cpuhot.early)
+        self.greeted = greeted
         self.monitor = server.monitor
         self.parser = JSONStreamParser()
         self.session: Session | None = None
@@ -176,7 +177,10 @@ class QMPConnection(asyncio.Protocol):
         self.server.connections[self.session] = self
         self.server.trace("open", self.session, None)
         log.debug("%s: client %s connected", self.server.name, self.session.number)
-        self._write(self.monitor.greeting())
+        if self.greeted:
+            self.server.trace("out", self.session, self.monitor.greeting())
+        else:
+            self._write(self.monitor.greeting())
         held, self._held = self._held, None
         self._held_bytes = 0
         if self._reading_paused:
@@ -473,6 +477,20 @@ class QMPServer:
             srv = await loop.create_server(lambda: QMPConnection(self), sock=sock)
         self.servers.append(srv)
 
+    async def adopt_early(self, path: str, sock: socket.socket,
+                          accepted: list[tuple[socket.socket, bool]]) -> None:
+        """Serve on a UNIX socket :mod:`cpuhot.early` bound before the server existed, with the
+        connections it accepted (and greeted) meanwhile, in their order."""
+        loop = asyncio.get_running_loop()
+        for conn, greeted in accepted:
+            conn.setblocking(False)
+            await loop.connect_accepted_socket(lambda g=greeted: QMPConnection(self, greeted=g), conn)
+        sock.setblocking(False)
+        srv = await loop.create_unix_server(lambda: QMPConnection(self), sock=sock)
+        self.servers.append(srv)
+        self.endpoints.append(Endpoint("unix", path=path))
+        self._unix_paths.append(path)
+
     async def serve_until_stopped(self) -> None:
         self._stopped = asyncio.Event()
         incoming = self.monitor.vm.migration.incoming
@@ -678,50 +696,3 @@ def _state_key(vm) -> tuple:
     return (vm.runstate, vm.anon_counter, vm.unattached_counter, vm.guest.booted,
             tuple((v.cpu_index, v.qom_path, v.online, v.device.unplug_requested, v.device.guest_configured)
                   for v in vm.vcpus))
-
-
-class SocketInUse(OSError):
-    pass
-
-
-def bind_unix_socket(path: str) -> socket.socket:
-    """Bind a listening UNIX socket with mode 0600, replacing a stale socket file.
-
-    A socket file that still has a live server behind it is not stolen, nor is
-    anything that is not a socket (a file, a symbolic link): :class:`SocketInUse`
-    is raised instead.
-    """
-    if os.path.lexists(path):
-        st = os.lstat(path)
-        if not stat.S_ISSOCK(st.st_mode):
-            raise SocketInUse(errno.EEXIST, f"{path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            log.info("replacing the stale socket %s (nobody listens on it)", path)
-            try:
-                os.unlink(path)         # stale: nobody listens any more
-            except FileNotFoundError:
-                pass
-        else:
-            raise SocketInUse(errno.EADDRINUSE, f"{path} is in use by a running server")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(path)
-    except BaseException:
-        sock.close()
-        raise
-    finally:
-        os.umask(old)
-    try:
-        os.chmod(path, 0o600)
-        sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
