@@ -113,7 +113,8 @@ def test_late_agent_replies_after_its_delay():
 def test_onlining_modes(onlining, at_once, after_2s):
     vm = vm_with(paused=False, onlining=onlining)
     vm.device_add({"driver": CPU, "id": "vcpu2", "socket-id": 0, "core-id": 2, "thread-id": 0})
-    entry = lambda: next(e for e in ga(vm, "guest-get-vcpus")["return"] if e["logical-id"] == 2)
+    def entry():
+        return next(e for e in ga(vm, "guest-get-vcpus")["return"] if e["logical-id"] == 2)
     assert entry() == {"online": at_once, "can-offline": True, "logical-id": 2}
     vm.clock_step(2)
     assert entry()["online"] is after_2s

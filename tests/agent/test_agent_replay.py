@@ -9,11 +9,9 @@ except values that belong to the host qemu-ga ran on (time, host name, OS releas
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

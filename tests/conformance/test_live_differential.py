@@ -31,7 +31,7 @@ from cpuhot.machine.machines import find_machine
 
 from tests import qemu_versions
 
-from .replay import PLACEHOLDER, _sorted_listing, corpora, normalize, same
+from .replay import _sorted_listing, corpora, normalize, same
 
 EXAMPLES = int(os.environ.get("CPUHOT_LIVE_EXAMPLES", "200"))
 #: CI replays the same pseudo-random sequences every run; set CPUHOT_LIVE_RANDOM=1 to explore new ones

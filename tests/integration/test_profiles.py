@@ -11,7 +11,8 @@ from .qmpsync import QMPError, SyncQMP
 #: added or lost shows here.  Every one but the x-cpuhot-* and legacy ones is also in QEMU 7.2's
 #: recorded query-commands (test_served_commands_are_qemus).
 QEMU_72_SUBSET = {
-    "balloon", "cont", "device-list-properties", "device_add", "device_del", "human-monitor-command", "migrate",
+    "balloon", "closefd", "cont", "device-list-properties", "getfd", "migrate-set-parameters",
+    "query-iothreads", "query-migrate-parameters", "device_add", "device_del", "human-monitor-command", "migrate",
     "migrate-incoming", "migrate-pause", "migrate-set-capabilities", "migrate_cancel", "qmp_capabilities",
     "qom-get", "qom-list", "qom-list-properties", "qom-list-types", "query-balloon", "query-block",
     "query-chardev", "query-command-line-options", "query-commands", "query-cpu-definitions", "query-cpus-fast",
@@ -20,8 +21,8 @@ QEMU_72_SUBSET = {
     "query-target", "query-uuid", "query-version", "quit", "stop", "system_powerdown", "system_reset",
 }
 LEGACY = {"cpu-add", "query-cpus"}
-CPUHOT_ONLY = {"x-cpuhot-clock-step", "x-cpuhot-guest-cpus", "x-cpuhot-guest-eject", "x-cpuhot-guest-mode",
-               "x-cpuhot-guest-online", "x-cpuhot-topology"}
+CPUHOT_ONLY = {"x-cpuhot-clock-step", "x-cpuhot-guest-agent", "x-cpuhot-guest-cpus", "x-cpuhot-guest-eject",
+               "x-cpuhot-guest-mode", "x-cpuhot-guest-online", "x-cpuhot-s390x-polarize", "x-cpuhot-topology"}
 #: served only by profiles of a release that still has them (query-events: QEMU <= 5.2)
 NOT_IN_7_2 = {"query-events"}
 #: s390x's CPU-topology commands (QEMU 8.2+, KVM): not in 7.2's x86 list

@@ -112,7 +112,8 @@ def test_kvm_topology_commands_only_with_simulated_kvm_on_10_0():
     mon, s = monitor(smp="1,sockets=2,cores=2,maxcpus=4", release="10.0", force_kvm=True)
     assert call(mon, s, "query-s390x-cpu-polarization")[-1][1] == {"return": {"polarization": "horizontal"}}
     assert call(mon, s, "device_add", {"driver": "qemu-s390x-cpu", "core-id": 3, "id": "a"})[-1][1] == {"return": {}}
-    get = lambda p: call(mon, s, "qom-get", {"path": "/machine/peripheral/a", "property": p})[-1][1]["return"]
+    def get(p):
+        return call(mon, s, "qom-get", {"path": "/machine/peripheral/a", "property": p})[-1][1]["return"]
     assert (get("socket-id"), get("entitlement"), get("dedicated")) == (1, "medium", False)
     assert call(mon, s, "set-cpu-topology", {"core-id": 3, "socket-id": 0, "entitlement": "high"})[-1][1] == \
         {"return": {}}

@@ -24,7 +24,6 @@ from .spapr import SpaprPolicy
 from .vm import CpuIndexRule, VirtualMachine
 from .x86 import X86Policy
 from .qdev import id_wellformed
-from .release import get_release
 
 DEFAULT_RAM = 128 << 20
 PSERIES_DEFAULT_RAM = 512 << 20

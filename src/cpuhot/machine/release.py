@@ -10,6 +10,8 @@ adding what the replay shows.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -136,7 +138,7 @@ class Release:
             return f"Parameter '{name}' expects {'uint64' if ctype.startswith('u') else 'int64'}"
         return f"Parameter '{name}' expects integer"
 
-    def parse_int(self, name: str, text: str, ctype: str, parse) -> int:
+    def parse_int(self, name: str, text: str, ctype: str, parse: "Callable[[str, str, str], int]") -> int:
         """``parse`` (qdev.parse_int_property) with this release's wording for non-numbers."""
         try:
             return parse(name, text, ctype)
@@ -215,7 +217,7 @@ def data_text(release: str, filename: str) -> str:
 
 
 @cache
-def _error_texts(release: str) -> tuple:
+def _error_texts(release: str) -> "tuple[tuple[re.Pattern[str], str], ...]":
     import json
     import re
     base = resources.files("cpuhot.machine").joinpath("data", release, "error-texts.json")

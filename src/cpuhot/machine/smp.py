@@ -15,6 +15,7 @@ QEMU holds the derived values in ``unsigned int``; so does this module
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -268,14 +269,14 @@ def derive_topology_smp_parse(text: str | None, rules: SmpRules) -> tuple[CpuTop
 
 
 #: ``Release.smp_parser`` -> the function that turns ``-smp`` text into a topology
-SMP_PARSERS = {
+SMP_PARSERS: dict[str, Callable[[str | None, SmpRules, tuple[str, ...]], tuple[CpuTopology, list[str]]]] = {
     "machine_parse_smp_config": lambda text, rules, extra_keys: derive_topology(parse_smp(text, extra_keys), rules),
     "smp_parse": lambda text, rules, extra_keys: derive_topology_smp_parse(text, rules),
 }
 
 
 def smp_topology(text: str | None, rules: SmpRules, parser: str = "machine_parse_smp_config",
-                 extra_keys: tuple[str, ...] = ()):
+                 extra_keys: tuple[str, ...] = ()) -> tuple[CpuTopology, list[str]]:
     """``-smp`` of the QEMU release whose ``smp_parser`` is ``parser`` (and whose grammar has
     ``extra_keys`` beyond 7.2's): (topology, warnings)."""
     return SMP_PARSERS[parser](text, rules, extra_keys)

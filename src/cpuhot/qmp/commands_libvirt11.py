@@ -6,7 +6,7 @@ iothread`` answers ``[]`` (QEMU 7.2: ``{"return": []}``).
 
 from __future__ import annotations
 
-from .commands import COMMANDS
+from .registry import COMMANDS
 
 command = COMMANDS.command
 

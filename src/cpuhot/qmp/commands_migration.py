@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..machine.errors import GenericError
 from ..machine.migration_params import MigrationParameters
-from .commands import COMMANDS
+from .registry import COMMANDS
 from .dispatch import Arg
 from .fdpass import FdTable, close_all
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..machine.errors import CommandNotFound, GenericError
 from ..machine.s390x import ENTITLEMENTS, S390Policy
-from .commands import command
+from .registry import command
 from .dispatch import Arg
 
 

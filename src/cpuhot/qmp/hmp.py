@@ -40,13 +40,6 @@ def info_cpus(vm) -> str:
     return "".join(out)
 
 
-def info_status(vm) -> str:
-    """``info status``: ``running``, or ``paused (REASON)`` with the run state as reason."""
-    if vm.runstate == "running":
-        return "VM status: running\n"
-    return f"VM status: paused ({vm.runstate})\n"
-
-
 def info_numa(vm) -> str:
     state = vm.numa_state
     count = state.num_nodes if state is not None else 0
@@ -141,8 +134,7 @@ def run(ctx, command_line: str) -> str:
             return help_text(ctx, rest.split(" ", 1)[0] if rest else "")
         if name == "info":
             what = rest.split(" ", 1)[0]
-            infos = {"hotpluggable-cpus": info_hotpluggable_cpus, "cpus": info_cpus, "numa": info_numa,
-                     "status": info_status}
+            infos = {"hotpluggable-cpus": info_hotpluggable_cpus, "cpus": info_cpus, "numa": info_numa}
             if what not in infos:
                 return _crlf(f"unknown command: '{text}'\n")
             return _crlf(infos[what](vm))

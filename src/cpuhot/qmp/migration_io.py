@@ -19,7 +19,6 @@ import socket
 import time
 
 from ..machine.errors import GenericError
-from ..machine.release import get_release
 from ..machine.migration import MigrationError, apply_incoming, check_stream, encode_stream
 
 SCHEMES = ("unix:", "tcp:")
