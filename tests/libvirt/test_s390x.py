@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .libvirtd import Libvirtd, ensure_installed, virsh
+from .libvirtd import Libvirtd, ensure_installed, virsh, unavailable
 
 pytestmark = pytest.mark.libvirt
 
@@ -43,7 +43,7 @@ DOMAIN = f"""<domain type='qemu'>
 def libvirtd(tmp_path_factory):
     reason = ensure_installed()
     if reason:
-        pytest.skip(f"!!! LIBVIRT END-TO-END TEST SKIPPED: {reason} !!!")
+        unavailable(reason)
     if not os.path.exists(EMULATOR):
         pytest.fail(f"drop-in binary {EMULATOR} missing: is cpuhot installed (pip install -e .)?")
     daemon = Libvirtd(tmp_path_factory.mktemp("libvirtd"))

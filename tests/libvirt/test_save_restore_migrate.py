@@ -36,7 +36,7 @@ import subprocess
 import pytest
 
 from .flows import PC, PSERIES, Q35, Virsh, restore_of_a_stream_naming_a_missing_vcpu, save_restore_managedsave
-from .libvirtd import Libvirtd, ensure_installed, virsh
+from .libvirtd import Libvirtd, ensure_installed, virsh, unavailable
 from .libvirtd113 import EMULATORS as EMULATORS_113
 from .libvirtd113 import Libvirtd113, uri, virsh113
 from .libvirtd113 import ensure_installed as ensure_113
@@ -52,7 +52,7 @@ NAMES = ("v90-save-pc", "v90-save-ppc", "v90-bad", "c113-pc", "c113-q35", "c113-
 def daemons(tmp_path_factory):
     why = ensure_installed()
     if why:
-        pytest.skip(f"!!! LIBVIRT END-TO-END TEST SKIPPED: {why} !!!")
+        unavailable(why)
     why = ensure_113()
     if why:
         if os.environ.get("CI") == "true":

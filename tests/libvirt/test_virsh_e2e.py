@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .libvirtd import Libvirtd, ensure_installed, virsh
+from .libvirtd import Libvirtd, ensure_installed, virsh, unavailable
 
 pytestmark = pytest.mark.libvirt
 
@@ -42,7 +42,7 @@ DOMAIN = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qe
 def libvirtd(tmp_path_factory):
     reason = ensure_installed()
     if reason:
-        pytest.skip(f"!!! LIBVIRT END-TO-END TEST SKIPPED: {reason} !!!")
+        unavailable(reason)
     for path in EMULATORS.values():
         if not os.path.exists(path):
             pytest.fail(f"drop-in binary {path} missing: is cpuhot installed (pip install -e .)?")

@@ -120,3 +120,30 @@ def test_fleet_socket_in_use_is_not_stolen(tmp):
 def test_parse_args():
     assert parse_args(["--count=3", "-smp", "2", "--dir", "/x", "--summary", "-S"]) == (
         3, "/x", True, 1, ["-smp", "2", "-S"])
+
+
+def test_fleet_of_s390x_vms(tmp):
+    """s390x in fleet mode: each VM plugs whole cores by core-id and refuses unplug as QEMU 7.2 does
+    (recorded: transcripts/qemu-7.2/s390x-*.json)."""
+    d = os.path.join(tmp, "fleet")
+    proc = fleet("--count", "3", "-machine", "s390-ccw-virtio", "-smp", "1,maxcpus=4", "--dir", d)
+    try:
+        paths = [proc.stdout.readline().strip() for _ in range(3)]
+        assert paths == [f"unix:{d}/vm-{k:04d}.qmp" for k in range(1, 4)]
+        clients = [Client(p[5:]) for p in paths]
+        slots = clients[0].ok("query-hotpluggable-cpus")
+        assert [e["props"] for e in slots] == [{"core-id": n} for n in (3, 2, 1, 0)]
+        assert {e["type"] for e in slots} == {"qemu-s390x-cpu"}
+        clients[0].ok("device_add", driver="qemu-s390x-cpu", id="c2", **{"core-id": 2})
+        cpus = clients[0].ok("query-cpus-fast")
+        assert [(c["cpu-index"], c["props"], c["qom-path"]) for c in cpus] == \
+            [(0, {"core-id": 0}, "/machine/unattached/device[0]"), (2, {"core-id": 2}, "/machine/peripheral/c2")]
+        reply = clients[0].call({"execute": "device_del", "arguments": {"id": "c2"}})
+        assert reply["error"] == {"class": "GenericError", "desc": "CPU hot unplug not supported on this machine"}
+        for c in clients[1:]:                  # one VM's plug is nobody else's
+            assert len(c.ok("query-cpus-fast")) == 1
+        for c in clients:
+            c.close()
+    finally:
+        rc, out, err = finish(proc, signal.SIGTERM)
+    assert rc == 0, err
