@@ -60,3 +60,124 @@ def test_device_add_with_many_properties_is_linear(argv, driver):
     small = _device_add_seconds(monitor, session, driver, 2_500)
     large = _device_add_seconds(monitor, session, driver, 20_000)
     assert large < 24 * max(small, 1e-3), (small, large)
+
+
+# -- 2. migrate: URI errors as QEMU 7.2 gives them; migration always restartable -------------
+
+#: recorded from qemu-system-x86_64 7.2 (Debian 12), -S -machine pc, events on: the reply to
+#: migrate, then query-migrate once it settled (MIGRATION setup then failed, every time)
+MIGRATE_URI_CASES = {
+    "tcp:127.0.0.1": ({"error": {"class": "GenericError", "desc": "error parsing address '127.0.0.1'"}},
+                      {"status": "failed", "error-desc": "error parsing address '127.0.0.1'"}),
+    "tcp:127.0.0.1:": ({"error": {"class": "GenericError", "desc": "error parsing address '127.0.0.1:'"}},
+                       {"status": "failed", "error-desc": "error parsing address '127.0.0.1:'"}),
+    "tcp:": ({"error": {"class": "GenericError", "desc": "error parsing address ''"}},
+             {"status": "failed", "error-desc": "error parsing address ''"}),
+    "tcp::": ({"error": {"class": "GenericError", "desc": "error parsing port in address ':'"}},
+              {"status": "failed", "error-desc": "error parsing port in address ':'"}),
+    "tcp:[::1": ({"error": {"class": "GenericError", "desc": "error parsing IPv6 address '[::1'"}},
+                 {"status": "failed", "error-desc": "error parsing IPv6 address '[::1'"}),
+    "tcp:[::1]": ({"error": {"class": "GenericError", "desc": "error parsing IPv6 address '[::1]'"}},
+                  {"status": "failed", "error-desc": "error parsing IPv6 address '[::1]'"}),
+    "unix:": ({"error": {"class": "GenericError", "desc": "invalid Unix socket address"}},
+              {"status": "failed", "error-desc": "invalid Unix socket address"}),
+    "foo:bar": ({"error": {"class": "GenericError", "desc": "Parameter 'uri' expects a valid migration protocol"}},
+                {"status": "failed"}),
+    "tcp:127.0.0.1:1,ipv4=x": (
+        {"error": {"class": "GenericError", "desc": "error parsing 'ipv4' flag '=x'"}},
+        {"status": "failed", "error-desc": "error parsing 'ipv4' flag '=x'"}),
+    "tcp:127.0.0.1:65536": ({"return": {}}, {"status": "failed", "error-desc":
+                            "Failed to connect to '127.0.0.1:65536': Connection refused"}),
+    "tcp:127.0.0.1:1,to=5": ({"return": {}}, {"status": "failed", "error-desc":
+                             "Failed to connect to '127.0.0.1:1': Connection refused"}),
+    "tcp:127.0.0.1:-1": ({"return": {}}, {"status": "failed", "error-desc":
+                         "address resolution failed for 127.0.0.1:-1: Servname not supported for ai_socktype"}),
+    "tcp:127.0.0.1:" + "1" * 40: ({"return": {}}, {"status": "failed", "error-desc":
+                                  "address resolution failed for 127.0.0.1:" + "1" * 32
+                                  + ": Servname not supported for ai_socktype"}),
+    "unix:/nonexistent/x": ({"return": {}}, {"status": "failed", "error-desc":
+                            "Failed to connect to '/nonexistent/x': No such file or directory"}),
+    "unix:/tmp/" + "x" * 120: ({"return": {}}, {"status": "failed", "error-desc":
+                               "UNIX socket path '/tmp/" + "x" * 120 + "' is too long"}),
+}
+
+
+def _settled_migration(client) -> dict:
+    deadline = time.monotonic() + 10
+    while True:
+        info = client.ok("query-migrate")
+        if info.get("status") not in ("setup", "active") or time.monotonic() > deadline:
+            return info
+        time.sleep(0.01)
+
+
+def _migrate_exchanges(client, uris) -> list:
+    client.ok("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+    out = []
+    for uri in uris:
+        reply = client.call({"execute": "migrate", "arguments": {"uri": uri}})
+        info = _settled_migration(client)
+        events = [e["data"]["status"] for e in client.events if e["event"] == "MIGRATION"]
+        client.events.clear()
+        assert client.call({"execute": "migrate_cancel"}) == {"return": {}}
+        out.append((uri, reply, info, events))
+    return out
+
+
+def test_migrate_uri_errors_are_qemus_and_migration_stays_restartable(tmp_path):
+    from tests.robustness.helpers import ServerThread
+    with ServerThread("-S", "-machine", "pc", "-smp", "1,maxcpus=4") as src:
+        c = src.client()
+        for uri, reply, info, events in _migrate_exchanges(c, list(MIGRATE_URI_CASES)):
+            assert (reply, info) == MIGRATE_URI_CASES[uri], uri
+            assert events == ["setup", "failed"], (uri, events)
+        assert c.ok("query-status")["status"] == "prelaunch"       # nothing started: nothing stopped
+        # and after all that, a real migration still runs to completion
+        mig = str(tmp_path / "mig.sock")
+        with ServerThread("-S", "-machine", "pc", "-smp", "1,maxcpus=4", "-incoming", f"unix:{mig}") as dst:
+            deadline = time.monotonic() + 10
+            while not (tmp_path / "mig.sock").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert c.ok("migrate", uri=f"unix:{mig}") == {}
+            assert _settled_migration(c)["status"] == "completed"
+            assert dst.client().ok("query-status")["status"] == "prelaunch"
+        c.close()
+
+
+def test_migrate_cancel_while_connecting_leaves_migration_restartable(tmp_path):
+    """A target that accepts nothing yet (a listening socket whose backlog is full, or slow):
+    migrate_cancel must end the migration (cancelled) and a new migrate must be accepted."""
+    import socket as _socket
+    from tests.robustness.helpers import ServerThread
+    path = str(tmp_path / "slow.sock")
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    try:
+        with ServerThread("-machine", "pc", "-smp", "1,maxcpus=4") as src:
+            c = src.client()
+            c.ok("migrate-set-capabilities", capabilities=[{"capability": "return-path", "state": True}])
+            assert c.ok("migrate", uri=f"unix:{path}") == {}
+            time.sleep(0.2)                        # connected (the kernel queued it); no answer comes
+            assert c.ok("query-migrate")["status"] in ("setup", "active")
+            assert c.ok("migrate_cancel") == {}
+            assert _settled_migration(c)["status"] == "cancelled"
+            assert c.ok("query-status")["status"] == "running"       # the source runs again
+            assert c.call({"execute": "migrate", "arguments": {"uri": "tcp:127.0.0.1:1"}}) == {"return": {}}
+            assert _settled_migration(c)["status"] == "failed"
+            c.close()
+    finally:
+        listener.close()
+
+
+@pytest.mark.qemu
+@pytest.mark.skipif(not __import__("shutil").which("qemu-system-x86_64"), reason="QEMU 7.2 not installed")
+def test_migrate_uri_errors_match_live_qemu():
+    """The table above, against the QEMU on this machine (for the cases that need no network)."""
+    from tests.robustness.helpers import Qemu, ServerThread
+    uris = list(MIGRATE_URI_CASES)
+    with Qemu("-S", "-accel", "tcg", "-machine", "pc", "-smp", "1,maxcpus=4") as qemu:
+        theirs = _migrate_exchanges(qemu.client(), uris)
+    with ServerThread("-S", "-machine", "pc", "-smp", "1,maxcpus=4") as src:
+        ours = _migrate_exchanges(src.client(), uris)
+    assert ours == theirs
