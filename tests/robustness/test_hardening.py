@@ -181,3 +181,27 @@ def test_migrate_uri_errors_match_live_qemu():
     with ServerThread("-S", "-machine", "pc", "-smp", "1,maxcpus=4") as src:
         ours = _migrate_exchanges(src.client(), uris)
     assert ours == theirs
+
+
+# -- 4. x-cpuhot-clock-step validates its argument; the clock stays usable --------------------
+
+@pytest.mark.parametrize("raw", [b"1e999", b"-1e999", b"-0.5", b"1e300"])
+def test_clock_step_refuses_non_finite_and_keeps_the_clock(raw):
+    from tests.robustness.helpers import ServerThread
+    with ServerThread("--clock", "virtual", "--guest", "cooperative", "-smp", "1,maxcpus=4") as srv:
+        c = srv.client()
+        before = c.ok("x-cpuhot-clock-step", seconds=0)
+        c.send(b'{"execute": "x-cpuhot-clock-step", "arguments": {"seconds": ' + raw + b'}}')
+        reply = c.reply()
+        assert reply == {"error": {"class": "GenericError",
+                                   "desc": "Parameter 'seconds' expects a finite non-negative number"}}
+        after = c.ok("x-cpuhot-clock-step", seconds=1.5)
+        assert after["seconds"] * 10**6 + after["microseconds"] == \
+            before["seconds"] * 10**6 + before["microseconds"] + 1_500_000
+        # and events keep coming: a hot-plugged CPU comes online as the clock moves
+        c.ok("device_add", driver="qemu64-x86_64-cpu", id="cpu1", **{"socket-id": 0, "core-id": 1, "thread-id": 0})
+        c.ok("device_del", id="cpu1")
+        c.ok("x-cpuhot-clock-step", seconds=10)
+        c.call({"execute": "query-status"})
+        assert any(e["event"] == "DEVICE_DELETED" for e in c.events), c.events
+        c.close()

@@ -140,8 +140,8 @@ class VirtualMachine:
         """Advance a virtual clock and run what became due (``x-cpuhot-clock-step``)."""
         if not getattr(self.clock, "virtual", False):
             raise GenericError("the clock is real; start with --clock virtual to step it")
-        if seconds < 0:
-            raise GenericError("Parameter 'seconds' expects a non-negative number")
+        if not (0 <= seconds < 1e15):       # NaN, inf, negative or absurd: the clock stays usable
+            raise GenericError("Parameter 'seconds' expects a finite non-negative number")
         target = self.clock.now() + seconds
         while True:
             deadline = self.timers.next_deadline()
