@@ -205,3 +205,57 @@ def test_clock_step_refuses_non_finite_and_keeps_the_clock(raw):
         c.call({"execute": "query-status"})
         assert any(e["event"] == "DEVICE_DELETED" for e in c.events), c.events
         c.close()
+
+
+# -- 8. --trace files 0600; fleet --trace refused; a foreign /tmp/cpuhot-UID refused -------------
+
+def test_trace_file_is_private_even_if_it_existed(tmp_path):
+    import os
+    import stat
+    from cpuhot.trace import Tracer
+    fresh = tmp_path / "fresh.jsonl"
+    old = os.umask(0o022)
+    try:
+        Tracer(str(fresh)).close()
+        existing = tmp_path / "old.jsonl"
+        existing.write_text("")
+        existing.chmod(0o644)
+        Tracer(str(existing)).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o600
+
+
+def _run_cpuhot(*argv, env=None, timeout=20):
+    import os
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "cpuhot", *argv], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, **(env or {})), stdin=subprocess.DEVNULL)
+
+
+def test_fleet_trace_is_refused_not_ignored(tmp_path):
+    r = _run_cpuhot("fleet", "--count", "2", "--dir", str(tmp_path / "f"), "--trace", str(tmp_path / "t"))
+    assert r.returncode != 0
+    assert "--trace: not available in a fleet" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("command", ["serve", "fleet"])
+def test_foreign_runtime_directory_is_refused_clearly(tmp_path, command):
+    import os
+    foreign = tmp_path / "cpuhot"
+    if os.getuid() == 0:
+        foreign.mkdir(mode=0o777)
+        os.chown(foreign, 65534, 65534)              # someone else's directory, as on a shared /tmp
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        foreign.symlink_to(tmp_path / "elsewhere")   # not a directory of ours either
+    argv = ["serve", "-S"] if command == "serve" else ["fleet", "--count", "1"]
+    r = _run_cpuhot(*argv, env={"XDG_RUNTIME_DIR": str(tmp_path)})
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    assert str(foreign) in r.stderr and ("another user" in r.stderr or "not a directory" in r.stderr), r.stderr
+    assert os.listdir(foreign) == []
