@@ -259,3 +259,102 @@ def test_foreign_runtime_directory_is_refused_clearly(tmp_path, command):
     assert "Traceback" not in r.stderr, r.stderr
     assert str(foreign) in r.stderr and ("another user" in r.stderr or "not a directory" in r.stderr), r.stderr
     assert os.listdir(foreign) == []
+
+
+# -- 3. the incoming side checks the header first, bounds what it reads, validates every field ---
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _incoming_target(tmp_path):
+    from tests.robustness.helpers import ServerThread
+    mig = str(tmp_path / "in.sock")
+    srv = ServerThread("-S", "-machine", "pc", "-smp", "1,maxcpus=4", "-incoming", f"unix:{mig}")
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "in.sock").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return srv, mig
+
+
+def _send_stream(path: str, chunks) -> int:
+    import socket as _socket
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    sent = 0
+    try:
+        for chunk in chunks:
+            s.sendall(chunk)
+            sent += len(chunk)
+        s.shutdown(_socket.SHUT_WR)
+        s.recv(1024)
+    except OSError:
+        pass                      # the target stopped reading: that is the point
+    finally:
+        s.close()
+    return sent
+
+
+def _finished(srv, timeout=10.0) -> bool:
+    srv.thread.join(timeout)
+    return not srv.thread.is_alive()
+
+
+def test_incoming_junk_stream_is_refused_at_the_header_with_bounded_memory(tmp_path):
+    srv, mig = _incoming_target(tmp_path)
+    try:
+        before = _rss_kib()
+        junk = b"junk line that is no migration stream at all\n" * 20_000       # ~0.9 MiB per chunk
+        sent = _send_stream(mig, (junk for _ in range(72)))                    # up to 64 MiB
+        assert _finished(srv), "the target did not give up on the stream"
+        assert _rss_kib() - before < 32 << 10, "the target held the stream in memory"
+        # it stopped reading at the first line: what got through is what kernel buffers hold
+        assert sent < 8 << 20, sent
+        assert srv.server.exit_code == 1
+        assert [t for _, t in srv.stderr] == ["Not a migration stream", "load of migration failed: Invalid argument"]
+    finally:
+        srv.stop()
+
+
+def _header(**over) -> bytes:
+    header = {"magic": "cpuhot-migration", "version": 1, "arch": "x86_64", "machine": "pc-i440fx-7.2",
+              "family": "pc", "runstate": "paused",
+              "smp": {"cpus": 1, "sockets": 4, "dies": 1, "cores": 1, "threads": 1, "maxcpus": 4},
+              "cpu-model": "qemu64", "ram-size": 134217728}
+    header.update(over)
+    return json.dumps(header).encode() + b"\n"
+
+
+@pytest.mark.parametrize("name,stream,expect", [
+    ("list", b"[1, 2, 3]\n", "Not a migration stream"),
+    ("string", b'"cpuhot-migration"\n', "Not a migration stream"),
+    ("one long line", b"x" * (1 << 20), "load of migration failed: Invalid argument"),
+    ("runstate exploded", _header(runstate="exploded") + b'{"end": true}\n', "invalid parameter value: exploded"),
+    ("runstate not a string", _header(runstate=[1]) + b'{"end": true}\n', "invalid parameter value: ?"),
+    ("section a list", _header() + b"[]\n" + b'{"end": true}\n', "load of migration failed: Invalid argument"),
+    ("instance a string", _header() + b'{"section": "cpu_common", "instance": "0"}\n{"end": true}\n',
+     "load of migration failed: Invalid argument"),
+    ("state not an object", _header() + b'{"section": "cpu_common", "instance": 0, "state": 7}\n{"end": true}\n',
+     "error while loading state for instance 0x0 of device 'cpu_common'"),
+    ("duplicate section", _header() + b'{"section": "cpu", "instance": 0, "state": {}}\n' * 2 + b'{"end": true}\n',
+     "Unknown savevm section or instance 'cpu' 0. Make sure that your current VM setup matches your saved VM "
+     "setup, including any hotplugged devices"),
+    ("no end", _header(), "load of migration failed: Input/output error"),
+])
+def test_incoming_bad_streams_fail_the_load_and_exit_1(tmp_path, name, stream, expect):
+    srv, mig = _incoming_target(tmp_path)
+    try:
+        _send_stream(mig, [stream])
+        assert _finished(srv), f"{name}: the target stayed inmigrate"
+        assert srv.server.exit_code == 1
+        lines = [t for _, t in srv.stderr]
+        assert lines[0] == expect, lines
+        assert lines[-1].startswith("load of migration failed")
+        assert srv.vm.runstate == "inmigrate"     # never the stream's word (QEMU exits in inmigrate)
+    finally:
+        srv.stop()

@@ -20,7 +20,7 @@ import socket
 import time
 
 from ..machine.errors import GenericError
-from ..machine.migration import MigrationError, apply_incoming, check_stream, encode_stream
+from ..machine.migration import MAX_LINE, IncomingCheck, MigrationError, apply_incoming, encode_stream
 
 SCHEMES = ("unix:", "tcp:")
 
@@ -195,9 +195,9 @@ class MigrationIO:
 
     async def serve_incoming(self, sock: socket.socket) -> None:
         if sock.family == socket.AF_UNIX:
-            self._incoming_server = await asyncio.start_unix_server(self._incoming, sock=sock)
+            self._incoming_server = await asyncio.start_unix_server(self._incoming, sock=sock, limit=MAX_LINE + 2)
         else:
-            self._incoming_server = await asyncio.start_server(self._incoming, sock=sock)
+            self._incoming_server = await asyncio.start_server(self._incoming, sock=sock, limit=MAX_LINE + 2)
 
     async def listen_incoming(self, uri: str) -> None:
         await self.serve_incoming(self.bind_incoming(uri))
@@ -209,9 +209,13 @@ class MigrationIO:
         vm.migration.status = "active"
         self._event("MIGRATION", {"status": "active"})
         self._flush()
-        data = await reader.read()
         try:
-            result = check_stream(vm, data)
+            try:
+                result = await self._read_stream(reader)
+            except MigrationError:
+                raise
+            except Exception:      # whatever the stream holds, the load fails; it never hangs
+                raise MigrationError(["load of migration failed: Invalid argument"]) from None
         except MigrationError as e:
             vm.migration.status = "failed"
             self._event("MIGRATION", {"status": "failed"})
@@ -231,6 +235,25 @@ class MigrationIO:
         self._flush()
         writer.write(json.dumps({"result": "ok"}).encode() + b"\n")
         await _drain_close(writer)
+
+    async def _read_stream(self, reader: asyncio.StreamReader):
+        """Read and check the stream a line at a time, header first: at most one line of
+        MAX_LINE is held, and the first bad line ends the load (nothing more is read)."""
+        check = IncomingCheck(self.vm)
+        while True:
+            try:
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as e:
+                if e.partial.strip():
+                    check.feed(e.partial)
+                check.eof()
+            except asyncio.LimitOverrunError:
+                raise MigrationError(["load of migration failed: Invalid argument"]) from None
+            except OSError:
+                raise MigrationError(["load of migration failed: Input/output error"]) from None
+            result = check.feed(line)
+            if result is not None:
+                return result
 
     # -- source ----------------------------------------------------------------------
     def start(self, uri: str) -> None:
