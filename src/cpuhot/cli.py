@@ -206,9 +206,11 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
 
     def build():
         if args.state_file and os.path.exists(args.state_file):
-            from .machine.state import load, restore
+            from .machine.state import check_matches, load, restore
             try:
+                wanted = args.launch
                 args.launch, built = restore(load(args.state_file), thread_id_base=os.getpid() + 1)
+                check_matches(args.state_file, wanted, built.vm)
             except (ValueError, KeyError, TypeError, OSError) as e:
                 raise dropin.DropinError(str(e), location=f"--state {args.state_file}") from None
             return built

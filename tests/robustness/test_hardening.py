@@ -358,3 +358,73 @@ def test_incoming_bad_streams_fail_the_load_and_exit_1(tmp_path, name, stream, e
         assert srv.vm.runstate == "inmigrate"     # never the stream's word (QEMU exits in inmigrate)
     finally:
         srv.stop()
+
+
+# -- 6. --state files: validated whole, mismatches refused, temp files cleaned up ---------------
+
+def _state_of(tmp_path, *argv):
+    from cpuhot.machine.state import snapshot
+    prepared = prepare(list(argv), prog="cpuhot", default_endpoint=False)
+    assert prepared.exit_code is None, prepared.stderr
+    return snapshot(prepared.monitor.vm, prepared.args.launch)
+
+
+def _serve_with_state(tmp_path, state_path, *argv):
+    return _run_cpuhot("serve", "--state", str(state_path), *argv,
+                       "-qmp", f"unix:{tmp_path / 'q.sock'},server=on,wait=off", timeout=20)
+
+
+def _broken_states(good: dict) -> dict:
+    import copy
+
+    def with_(fn):
+        data = copy.deepcopy(good)
+        fn(data)
+        return data
+    dev = 0
+    return {
+        "list": [],
+        "number": 1,
+        "slot out of range": with_(lambda d: d["devices"][dev].update(slot=999)),
+        "negative slot": with_(lambda d: d["devices"][dev].update(slot=-1)),
+        "duplicate slot": with_(lambda d: d["devices"].append(dict(d["devices"][dev], id="other",
+                                                                   **{"qom-path": "/x", "cpu-indexes": [7]}))),
+        "duplicate cpu-index": with_(lambda d: d["devices"].append(dict(d["devices"][dev], slot=3, id="o",
+                                                                        **{"qom-path": "/y"}))),
+        "unknown runstate": with_(lambda d: d.update(runstate="exploded")),
+        "devices not a list": with_(lambda d: d.update(devices={})),
+    }
+
+
+def test_bad_state_files_are_refused_clearly_and_left_alone(tmp_path):
+    good = _state_of(tmp_path, "-S", "-machine", "pc", "-smp", "1,maxcpus=4")
+    for name, data in _broken_states(good).items():
+        path = tmp_path / "vm.state"
+        path.write_text(json.dumps(data))
+        r = _serve_with_state(tmp_path, path, "-S", "-machine", "pc", "-smp", "1,maxcpus=4")
+        assert r.returncode == 1, (name, r.returncode, r.stderr)
+        assert "Traceback" not in r.stderr, (name, r.stderr)
+        assert "invalid cpuhot state file" in r.stderr, (name, r.stderr)
+        assert json.loads(path.read_text()) == data, name       # not overwritten
+
+
+def test_state_file_of_another_machine_type_is_refused(tmp_path):
+    path = tmp_path / "vm.state"
+    path.write_text(json.dumps(_state_of(tmp_path, "-S", "-machine", "q35", "-smp", "1,maxcpus=4")))
+    r = _serve_with_state(tmp_path, path, "-S", "-machine", "pc", "-smp", "1,maxcpus=4")
+    assert r.returncode == 1, r.stderr
+    assert "asks for 'pc'" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_state_temp_files_of_killed_writers_are_removed(tmp_path):
+    from cpuhot.machine.state import load, write_atomically
+    path = tmp_path / "vm.state"
+    write_atomically(str(path), _state_of(tmp_path, "-S", "-smp", "1,maxcpus=4"))
+    leftover = tmp_path / ".cpuhot-state-vm.state-abc123"       # what a writer killed mid-write leaves
+    leftover.write_text("{")
+    other = tmp_path / ".cpuhot-state-other.state-xyz"          # another VM's: not ours to remove
+    other.write_text("{")
+    load(str(path))
+    assert not leftover.exists()
+    assert other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cpuhot-state-other.state-xyz", "vm.state"]
