@@ -16,7 +16,7 @@ from cpuhot.qmp.framing import JSONStreamParser
 
 
 def _monitor(*argv: str):
-    prepared = prepare(["--smp", "1,maxcpus=4", *argv], prog="cpuhot", default_endpoint=False)
+    prepared = prepare([*argv] if "-smp" in argv else ["-smp", "1,maxcpus=4", *argv], prog="cpuhot", default_endpoint=False)
     assert prepared.exit_code is None, prepared.stderr
     monitor = prepared.monitor
     session = monitor.open_session(peer="test")
@@ -428,3 +428,64 @@ def test_state_temp_files_of_killed_writers_are_removed(tmp_path):
     assert not leftover.exists()
     assert other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".cpuhot-state-other.state-xyz", "vm.state"]
+
+
+# -- 5. non-CPU device_add runs out of PCI slots as QEMU 7.2 does, and --state keeps them -------
+
+#: recorded from QEMU 7.2 (-nodefaults -S, e1000 plugged until refused): accepted, then the error
+SLOT_EXHAUSTION = {
+    ("pc", "x86_64"): (30, "PCI: no slot/function available for {driver}, all in use or reserved"),
+    ("pseries", "ppc64"): (32, "PCI: slot 31 function 0 already occupied by e1000, additional functions "
+                               "can no longer be exposed to guest."),
+}
+
+
+@pytest.mark.parametrize("machine,arch", list(SLOT_EXHAUSTION))
+def test_pci_slots_run_out_as_in_qemu(machine, arch):
+    accepted, message = SLOT_EXHAUSTION[(machine, arch)]
+    monitor, session = _monitor("--machine", machine, "--arch", arch, "-smp", "1")
+    _handle(monitor, session, {"execute": "qmp_capabilities"})
+    for i in range(accepted):
+        assert _handle(monitor, session, {"execute": "device_add",
+                                          "arguments": {"driver": "e1000", "id": f"n{i}"}}) == {"return": {}}
+    for driver, ident in (("e1000", "late"), ("e1000", None), ("virtio-rng-pci", "rng")):
+        args = {"driver": driver, **({"id": ident} if ident else {})}
+        reply = _handle(monitor, session, {"execute": "device_add", "arguments": args})
+        assert reply == {"error": {"class": "GenericError", "desc": message.format(driver=driver)}}
+    # a refused id stays free; the monitor stays usable
+    listed = _handle(monitor, session, {"execute": "qom-list", "arguments": {"path": "/machine/peripheral"}})
+    assert len(listed["return"]) == accepted + 1                # and the "type" property
+
+
+def test_q35_root_bus_takes_no_hotplug():
+    monitor, session = _monitor("--machine", "q35")
+    _handle(monitor, session, {"execute": "qmp_capabilities"})
+    assert _handle(monitor, session, {"execute": "device_add", "arguments": {"driver": "e1000"}}) == \
+        {"error": {"class": "GenericError", "desc": "Bus 'pcie.0' does not support hotplugging"}}
+
+
+def test_state_keeps_every_acknowledged_device(tmp_path):
+    path = str(tmp_path / "vm.state")
+    argv = ["--state", path, "-S", "-machine", "pc", "-smp", "1,maxcpus=4"]
+    monitor, session = _monitor(*argv)
+    _handle(monitor, session, {"execute": "qmp_capabilities"})
+    for args in ({"driver": "e1000", "id": "net0", "mac": "52:54:00:00:00:01"}, {"driver": "virtio-rng-pci"},
+                 {"driver": "qemu64-x86_64-cpu", "id": "cpu1", "socket-id": 0, "core-id": 1, "thread-id": 0}):
+        assert _handle(monitor, session, {"execute": "device_add", "arguments": args}) == {"return": {}}
+        monitor.persist()
+    before = [_handle(monitor, session, {"execute": "qom-list", "arguments": {"path": p}})["return"]
+              for p in ("/machine/peripheral", "/machine/peripheral-anon")]
+    again, session2 = _monitor(*argv)                         # a restart with the same file
+    _handle(again, session2, {"execute": "qmp_capabilities"})
+    after = [_handle(again, session2, {"execute": "qom-list", "arguments": {"path": p}})["return"]
+             for p in ("/machine/peripheral", "/machine/peripheral-anon")]
+    assert after == before
+    assert {e["name"] for e in after[0]} == {"type", "net0", "cpu1"}
+    assert {e["name"] for e in after[1]} == {"type", "device[0]"}
+    assert _handle(again, session2, {"execute": "device_add", "arguments": {"driver": "e1000", "id": "net0"}}) == \
+        {"error": {"class": "GenericError", "desc": "Duplicate device ID 'net0'"}}
+    # and the anonymous counter goes on where it was
+    assert _handle(again, session2, {"execute": "device_add", "arguments": {"driver": "e1000"}}) == {"return": {}}
+    names = {e["name"] for e in _handle(again, session2, {"execute": "qom-list",
+                                                         "arguments": {"path": "/machine/peripheral-anon"}})["return"]}
+    assert names == {"type", "device[0]", "device[1]"}

@@ -16,6 +16,7 @@ import os
 import tempfile
 
 from .config import LaunchOptions, build_machine
+from .devices import PCI_DEVICES, GenericDevice
 from .slots import CpuDevice
 
 FORMAT = "cpuhot-state"
@@ -36,7 +37,10 @@ def snapshot(vm, options: LaunchOptions) -> dict:
     return {"format": FORMAT, "version": VERSION, "options": dataclasses.asdict(options),
             "runstate": vm.runstate, "anon-counter": vm.anon_counter,
             "unattached-counter": vm.unattached_counter, "guest-booted": vm.guest.booted,
-            "devices": devices}
+            "devices": devices,
+            "generic-devices": [{"driver": d.driver, "id": d.id, "qom-path": d.qom_path, "props": d.props,
+                                 "unplug-requested": d.unplug_requested} for d in vm.generic_devices()],
+            "peripheral-order": list(vm.peripheral)}
 
 
 def write_atomically(path: str, data: dict) -> None:
@@ -130,6 +134,22 @@ def validate(data, path: str = "state file") -> dict:
             indexes.add(i)
         _check(all(type(t) is int for t in e["thread-ids"]), path, f"{where}: bad thread-ids")
         _check(all(type(o) is bool for o in e["online"]), path, f"{where}: bad online flags")
+    generic = data.get("generic-devices", [])
+    _check(isinstance(generic, list), path, "'generic-devices' must be a list")
+    for n, e in enumerate(generic):
+        where = f"generic-devices[{n}]"
+        _check(isinstance(e, dict) and e.get("driver") in PCI_DEVICES, path, f"{where}: unknown device")
+        _check(e.get("id") is None or (isinstance(e["id"], str) and e["id"] not in ids), path,
+               f"{where}: bad or duplicate id")
+        ids.add(e.get("id"))
+        qom = e.get("qom-path")
+        _check(isinstance(qom, str) and qom not in paths and (e.get("id") is not None or (
+            qom.startswith("/machine/peripheral-anon/device[") and qom[32:-1].isdigit() and qom.endswith("]"))),
+            path, f"{where}: bad qom-path")
+        paths.add(qom)
+        _check(isinstance(e.get("props"), dict) and all(isinstance(v, str) for v in e["props"].values()),
+               path, f"{where}: bad props")
+        _check(type(e.get("unplug-requested")) is bool, path, f"{where}: 'unplug-requested' must be a boolean")
     return data
 
 
@@ -154,6 +174,17 @@ def check_matches(path: str, options: LaunchOptions, vm) -> None:
         raise StateFileError(f"{path} holds a {vm.policy.arch} VM, but the command line asks for {options.arch}")
 
 
+def _restore_generic(vm, entries: list) -> None:
+    """Put back the acknowledged non-CPU devices (e1000, ...), in plug order."""
+    for entry in entries:
+        device = GenericDevice(entry["driver"], entry["id"], entry["qom-path"], dict(entry["props"]),
+                               unplug_requested=entry["unplug-requested"])
+        if entry["id"] is not None:
+            vm.peripheral[entry["id"]] = device
+        else:
+            vm.peripheral_anon[int(entry["qom-path"].rsplit("[", 1)[1].rstrip("]"))] = device
+
+
 def restore(data: dict, **build_kw):
     """Rebuild the VM a snapshot describes; returns (LaunchOptions, BuiltMachine)."""
     options = LaunchOptions(**data["options"])
@@ -163,7 +194,7 @@ def restore(data: dict, **build_kw):
     for slot in vm.slots:
         if slot.cpu is not None:
             vm.remove_cpu_device(slot.cpu, events=False)
-    vm.peripheral = {k: d for k, d in vm.peripheral.items() if not isinstance(d, CpuDevice)}
+    vm.peripheral = {k: d for k, d in vm.peripheral.items() if not isinstance(d, (CpuDevice, GenericDevice))}
     vm.peripheral_anon = {}
     for entry in data["devices"]:
         if entry["slot"] >= len(vm.slots):
@@ -185,6 +216,10 @@ def restore(data: dict, **build_kw):
             vm.peripheral[entry["id"]] = device
         elif entry["qom-path"].startswith("/machine/peripheral-anon/device["):
             vm.peripheral_anon[int(entry["qom-path"].rsplit("[", 1)[1].rstrip("]"))] = device
+    _restore_generic(vm, data.get("generic-devices", []))
+    order = data.get("peripheral-order")
+    if isinstance(order, list) and set(order) == set(vm.peripheral):      # ids in the order they were plugged
+        vm.peripheral = {k: vm.peripheral[k] for k in order}
     vm.timers = type(vm.timers)(vm.clock)       # pending guest actions are not persisted
     vm.anon_counter = data["anon-counter"]
     vm.unattached_counter = data["unattached-counter"]

@@ -626,7 +626,8 @@ class QMPServer:
 
 def _state_key(vm) -> tuple:
     """Cheap fingerprint of what --state persists (changes whenever a snapshot would)."""
-    return (vm.runstate, vm.anon_counter, vm.unattached_counter, vm.guest.booted,
+    return (vm.runstate, vm.anon_counter, vm.unattached_counter, vm.guest.booted, len(vm.peripheral),
+            tuple(getattr(d, "unplug_requested", False) for d in vm.peripheral.values()),
             tuple((v.cpu_index, v.qom_path, v.online, v.device.unplug_requested, v.device.guest_configured)
                   for v in vm.vcpus))
 
