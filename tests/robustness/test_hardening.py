@@ -489,3 +489,18 @@ def test_state_keeps_every_acknowledged_device(tmp_path):
     names = {e["name"] for e in _handle(again, session2, {"execute": "qom-list",
                                                          "arguments": {"path": "/machine/peripheral-anon"}})["return"]}
     assert names == {"type", "device[0]", "device[1]"}
+
+
+# -- 7. clients that never negotiate do not lock out new ones --------------------------------
+
+def test_clients_that_never_negotiate_are_dropped_and_new_ones_served():
+    from tests.robustness.helpers import ServerThread
+    with ServerThread("-S", "-smp", "1", max_connections=8, negotiation_timeout=0.5) as srv:
+        idle = [srv.client(negotiate=False) for _ in range(8)]        # every slot taken, nobody talks
+        assert all(c.at_eof(5.0) for c in idle), "idle clients were not dropped"
+        fresh = srv.client()                                          # negotiates: served
+        assert fresh.ok("query-status")["status"] == "prelaunch"
+        time.sleep(0.8)                                               # negotiated clients stay
+        assert fresh.ok("query-status")["status"] == "prelaunch"
+        for c in idle + [fresh]:
+            c.close()
