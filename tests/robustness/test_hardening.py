@@ -283,9 +283,18 @@ def _incoming_target(tmp_path):
 
 def _send_stream(path: str, chunks) -> int:
     import socket as _socket
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(path)
+    deadline = time.monotonic() + 10
+    while True:                # the socket file appears at bind(), a moment before listen()
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        s.settimeout(10)
+        try:
+            s.connect(path)
+            break
+        except (ConnectionRefusedError, FileNotFoundError):
+            s.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
     sent = 0
     try:
         for chunk in chunks:
