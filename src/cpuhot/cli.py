@@ -158,11 +158,8 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
 
 
 def default_socket_path() -> str:
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    directory = os.path.join(base, "cpuhot") if base else f"/tmp/cpuhot-{os.getuid()}"
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
-    return os.path.join(directory, f"qmp-{os.getpid()}.sock")
+    from .rundir import runtime_dir      # refuses a /tmp/cpuhot-UID that is not ours
+    return os.path.join(runtime_dir(), f"qmp-{os.getpid()}.sock")
 
 
 def program_name(default: str = "cpuhot") -> str:
@@ -215,9 +212,11 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
 
     def build():
         if args.state_file and os.path.exists(args.state_file):
-            from .machine.state import load, restore
+            from .machine.state import check_matches, load, restore
             try:
+                wanted = args.launch
                 args.launch, built = restore(load(args.state_file), thread_id_base=os.getpid() + 1)
+                check_matches(args.state_file, wanted, built.vm)
             except (ValueError, KeyError, TypeError, OSError) as e:
                 raise dropin.DropinError(str(e), location=f"--state {args.state_file}") from None
             return built
@@ -249,6 +248,8 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
         endpoints = [Endpoint.parse(t) for t, _ in texts]
     except ValueError as e:
         return Prepared(1, stderr + f"{prog}: -qmp: {e}\n")
+    except OSError as e:           # the default socket's directory (rundir.RuntimeDirError)
+        return Prepared(1, stderr + f"{prog}: {e.strerror or e}\n")
     return Prepared(None, stderr, monitor=monitor, endpoints=endpoints, args=args, sockets=sockets,
                     locations=[loc for _, loc in texts], agent_listeners=agent_listeners)
 

@@ -56,6 +56,7 @@ REFUSED = {
     "daemonize": "run the fleet in the foreground",
     "incoming": "migrate VMs one by one with 'serve'",
     "trace-file": "the VMs would share one trace file",
+    "-trace": "the VMs would share one trace file; trace one VM with 'serve --trace FILE'",
 }
 
 MAX_COUNT = 100_000
@@ -102,6 +103,8 @@ def parse_args(argv: list[str]) -> tuple[int, str | None, bool, int, list[str]]:
             raise FleetUsageError("help")
         else:
             bare = name.lstrip("-")
+            if name == "--trace":            # cpuhot's --trace (QEMU's -trace stays harmless)
+                bare = "-trace"
             if arg.startswith("-") and bare in REFUSED:
                 raise FleetUsageError(f"{arg}: not available in a fleet ({REFUSED[bare]})")
             rest.append(arg)
@@ -112,11 +115,8 @@ def parse_args(argv: list[str]) -> tuple[int, str | None, bool, int, list[str]]:
 
 
 def default_directory() -> str:
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    parent = os.path.join(base, "cpuhot") if base else f"/tmp/cpuhot-{os.getuid()}"
-    os.makedirs(parent, mode=0o700, exist_ok=True)
-    os.chmod(parent, 0o700)
-    return os.path.join(parent, f"fleet-{os.getpid()}")
+    from .rundir import runtime_dir      # refuses a /tmp/cpuhot-UID that is not ours
+    return os.path.join(runtime_dir(), f"fleet-{os.getpid()}")
 
 
 def ensure_directory(path: str) -> bool:
@@ -235,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     try:
         directory = directory or default_directory()
+    except OSError as e:           # rundir.RuntimeDirError: a runtime directory that is not ours
+        print(f"{prog} fleet: {e.strerror or e}", file=sys.stderr)
+        return 1
+    try:
         created = ensure_directory(directory)
     except OSError as e:
         print(f"{prog} fleet: --dir {directory}: {e.strerror or e}", file=sys.stderr)

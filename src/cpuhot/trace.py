@@ -30,6 +30,7 @@ import difflib
 import json
 import re
 import sys
+import os
 import threading
 import time
 from typing import Iterable
@@ -49,7 +50,13 @@ class Tracer:
     def __init__(self, path: str, *, argv: list[str] | None = None, prog: str | None = None):
         from . import __version__
         self.path = path
-        self._f = open(path, "w", encoding="utf-8")
+        # 0600 like the socket and the state file: a trace holds every command and reply
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            os.fchmod(fd, 0o600)          # an existing file keeps its mode otherwise
+        except OSError:
+            pass
+        self._f = open(fd, "w", encoding="utf-8")
         self._lock = threading.Lock()
         self._write({"t": time.time(), "dir": "meta", "argv": list(argv or []), "prog": prog,
                      "cpuhot": __version__})

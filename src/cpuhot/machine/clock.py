@@ -36,8 +36,8 @@ class VirtualClock:
         return self._now
 
     def advance(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("time does not run backwards")
+        if not seconds >= 0 or seconds == float("inf"):
+            raise ValueError("time only runs forwards, by a finite amount")
         self._now += seconds
 
 

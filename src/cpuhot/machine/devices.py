@@ -8,9 +8,12 @@ unplugging it waits for the guest, as ACPI PCI hotplug does with no guest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, field
 
 from .errors import GenericError
+
+_CREATED = itertools.count()
 
 #: driver -> settable properties (values are accepted as strings)
 PCI_DEVICES = {
@@ -26,6 +29,24 @@ PCI_DEVICES = {
 DEFAULT_PCI_BUS = {"pc": ("pci.0", True), "q35": ("pcie.0", False), "pseries": ("pci.0", True)}
 
 
+#: free slots of the default PCI bus with -nodefaults (what libvirt starts), and QEMU 7.2's error
+#: once they are used up, recorded from qemu-system-x86_64/-ppc64 7.2 by plugging e1000 until
+#: refused: pc has 30 (slot 0 host bridge, 1 PIIX3); pseries 32 (its PHB bus starts empty)
+PCI_BUS_CAPACITY = {
+    "pc": (30, "PCI: no slot/function available for {driver}, all in use or reserved"),
+    "pseries": (32, "PCI: slot 31 function 0 already occupied by {last}, additional functions can no "
+                    "longer be exposed to guest."),
+}
+
+
+def check_pci_slot_free(family: str, driver: str, present: list) -> None:
+    """``do_pci_register_device``: a device on a full bus is refused (with the last device's name
+    on pseries, where QEMU tries function 1 of the last slot)."""
+    capacity = PCI_BUS_CAPACITY.get(family)
+    if capacity is not None and len(present) >= capacity[0]:
+        raise GenericError(capacity[1].format(driver=driver, last=present[-1].driver if present else driver))
+
+
 @dataclass(eq=False)
 class GenericDevice:
     driver: str
@@ -33,6 +54,8 @@ class GenericDevice:
     qom_path: str
     props: dict[str, str]
     unplug_requested: bool = False
+    #: plug order (for --state and the slot count)
+    created: int = field(default_factory=lambda: next(_CREATED))
 
 
 def check_generic_bus(family: str, driver: str, bus: str | None, buses: dict[str, str]) -> None:

@@ -131,31 +131,99 @@ def _unknown(name: str, instance: int) -> MigrationError:
     ])
 
 
-def check_stream(vm, data: bytes) -> IncomingResult:
-    """Validate a complete stream against the target ``vm``; raise :class:`MigrationError`."""
+#: QEMU 7.2's RunState values (qapi/run-state.json): what a stream's run state may be
+RUNSTATES = ("debug", "inmigrate", "internal-error", "io-error", "paused", "postmigrate", "prelaunch",
+             "finish-migrate", "restore-vm", "running", "save-vm", "shutdown", "suspended", "watchdog",
+             "guest-panicked", "colo")
+
+#: the longest stream line the target reads (a section of cpuhot's is well under 1 KiB)
+MAX_LINE = 64 << 10
+
+_NOT_A_STREAM = ["Not a migration stream", "load of migration failed: Invalid argument"]
+
+
+def _parse_line(line: bytes):
     try:
-        lines = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MigrationError(["Not a migration stream", "load of migration failed: Invalid argument"]) from None
-    if not lines or lines[0].get("magic") != MAGIC:
-        raise MigrationError(["Not a migration stream", "load of migration failed: Invalid argument"])
-    header = lines[0]
+        return json.loads(line)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
+def check_header(vm, line: bytes) -> dict:
+    """The first line, checked before anything else is read (QEMU reads its magic and version first)."""
+    header = _parse_line(line)
+    if not isinstance(header, dict) or header.get("magic") != MAGIC:
+        raise MigrationError(list(_NOT_A_STREAM))
     if header.get("version") != VERSION:
-        raise MigrationError([f"Unsupported migration stream version {header.get('version')}",
+        version = header.get("version")
+        raise MigrationError([f"Unsupported migration stream version {version if type(version) is int else '?'}",
                               "load of migration failed: Invalid argument"])
     if header.get("arch") != vm.policy.arch or header.get("family") != vm.machine.family:
-        raise _unknown(BOARD_SECTION.get(header.get("family"), "machine"), 0)
-    if not lines or lines[-1] != {"end": True}:
-        raise MigrationError(["load of migration failed: Input/output error"])
-    known = {(n, i) for n, i, _ in sections(vm)}
-    cpu_states: dict[int, dict] = {}
-    for entry in lines[1:-1]:
-        key = (entry.get("section"), entry.get("instance"))
-        if key not in known:
+        family = header.get("family")
+        raise _unknown(BOARD_SECTION.get(family, "machine") if isinstance(family, str) else "machine", 0)
+    runstate = header.get("runstate", "paused")
+    if runstate not in RUNSTATES or runstate in ("inmigrate",):
+        # inferred from global_state_post_load: qapi_enum_parse refuses it, the section fails
+        raise MigrationError([f"invalid parameter value: {runstate if isinstance(runstate, str) else '?'}",
+                              "error while loading state for instance 0x0 of device 'globalstate'",
+                              "load of migration failed: Invalid argument"])
+    return header
+
+
+class IncomingCheck:
+    """Checks a stream line by line as it arrives (sans-IO): ``feed`` each line; the first
+    bad one raises :class:`MigrationError`; ``feed`` returns the result after ``{"end": true}``."""
+
+    def __init__(self, vm):
+        self.vm = vm
+        self.header: dict | None = None
+        self.known = {(n, i) for n, i, _ in sections(vm)}
+        self.seen: set = set()
+        self.cpu_states: dict[int, dict] = {}
+
+    def feed(self, line: bytes) -> IncomingResult | None:
+        if len(line) > MAX_LINE:
+            raise MigrationError(["load of migration failed: Invalid argument"])
+        if not line.strip():
+            return None
+        if self.header is None:
+            self.header = check_header(self.vm, line)
+            return None
+        entry = _parse_line(line)
+        if entry == {"end": True}:
+            return IncomingResult(source_runstate=self.header.get("runstate", "paused"),
+                                  cpu_states=self.cpu_states)
+        if not isinstance(entry, dict) or not isinstance(entry.get("section"), str) \
+                or type(entry.get("instance")) is not int:
+            raise MigrationError(["load of migration failed: Invalid argument"])
+        key = (entry["section"], entry["instance"])
+        if key not in self.known or key in self.seen:
             raise _unknown(*key)
+        self.seen.add(key)
+        state = entry.get("state", {})
+        if not isinstance(state, dict) or ("online" in state and type(state["online"]) is not bool):
+            raise MigrationError([f"error while loading state for instance 0x{key[1]:x} of device '{key[0]}'",
+                                  "load of migration failed: Invalid argument"])
         if key[0] == "cpu_common":
-            cpu_states[key[1]] = entry.get("state", {})
-    return IncomingResult(source_runstate=header.get("runstate", "paused"), cpu_states=cpu_states)
+            self.cpu_states[key[1]] = state
+        return None
+
+    def eof(self) -> None:
+        """The stream ended before ``{"end": true}``."""
+        if self.header is None:
+            raise MigrationError(list(_NOT_A_STREAM))
+        raise MigrationError(["load of migration failed: Input/output error"])
+
+
+def check_stream(vm, data: bytes) -> IncomingResult:
+    """Validate a complete stream against the target ``vm``; raise :class:`MigrationError`."""
+    check = IncomingCheck(vm)
+    for line in data.split(b"\n"):
+        result = check.feed(line)
+        if result is not None:
+            return result
+    check.eof()
+    raise AssertionError("unreachable")
 
 
 def apply_incoming(vm, result: IncomingResult, *, autostart: bool) -> None:

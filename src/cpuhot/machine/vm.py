@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .errors import DeviceNotFound, GenericError
 from .events import Event
-from .devices import PCI_DEVICES, GenericDevice, check_generic_bus, parse_generic_properties
+from .devices import PCI_DEVICES, GenericDevice, check_generic_bus, check_pci_slot_free, parse_generic_properties
 from .clock import RealClock, Timers
 from .guest import Guest
 from .migration import MigrationState
@@ -146,8 +146,8 @@ class VirtualMachine:
         """Advance a virtual clock and run what became due (``x-cpuhot-clock-step``)."""
         if not getattr(self.clock, "virtual", False):
             raise GenericError("the clock is real; start with --clock virtual to step it")
-        if seconds < 0:
-            raise GenericError("Parameter 'seconds' expects a non-negative number")
+        if not (0 <= seconds < 1e15):       # NaN, inf, negative or absurd: the clock stays usable
+            raise GenericError("Parameter 'seconds' expects a finite non-negative number")
         target = self.clock.now() + seconds
         while True:
             deadline = self.timers.next_deadline()
@@ -292,7 +292,14 @@ class VirtualMachine:
     def _plug_generic(self, driver: str, ident: str | None, opts: dict[str, str]) -> None:
         path, anon = self._assign_id(ident)
         props = parse_generic_properties(driver, opts)
+        check_pci_slot_free(self.machine.family, driver, self.generic_devices())
         self._register(GenericDevice(driver, ident, path, props), ident, anon)
+
+    def generic_devices(self) -> list:
+        """The non-CPU devices present, in the order they were plugged."""
+        found = [d for d in (*self.peripheral.values(), *self.peripheral_anon.values())
+                 if isinstance(d, GenericDevice)]
+        return sorted(found, key=lambda d: d.created)
 
     def _check_driver(self, driver: str) -> None:
         if driver in self.policy.plug_types(self.release):

@@ -258,12 +258,32 @@ def migrate(ctx, uri, blk=None, inc=None, detach=None, resume=None):
     if uri.startswith("fd:"):
         from .commands_migration import migrate_fd
         return migrate_fd(ctx, uri)
-    check_uri(uri)
+    if uri.startswith("exec:"):
+        check_uri(uri)          # cpuhot's own refusal, before a migration starts
     io = _io(ctx)
     mig.status, mig.error = "setup", None
     if mig.caps.get("events"):
         vm.emit("MIGRATION", {"status": "setup"})
+    _check_migrate_address(vm, uri)
     io.migration.start(uri)
+
+
+def _check_migrate_address(vm, uri: str) -> None:
+    """An address QEMU 7.2 cannot parse fails the migration at once (``setup``, then
+    ``failed`` with the message as error-desc, except for an unknown protocol) and the
+    command with it; a new ``migrate`` may follow."""
+    from .migration_io import check_uri, parse_socket_uri
+    mig = vm.migration
+    try:
+        check_uri(uri)
+        if uri.startswith(("unix:", "tcp:")):
+            parse_socket_uri(uri)
+    except GenericError as e:
+        mig.status = "failed"
+        mig.error = None if e.desc == "Parameter 'uri' expects a valid migration protocol" else e.desc
+        if mig.caps.get("events"):
+            vm.emit("MIGRATION", {"status": "failed"})
+        raise
 
 
 @command("migrate-incoming", args=(Arg("uri", "str"),))

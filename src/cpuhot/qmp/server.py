@@ -23,7 +23,8 @@ Limits (all per :class:`QMPServer`, all logged when they bite):
 * fairness: at most ``batch_limit`` commands of one client per turn of the
   event loop, so a client that pipelines thousands of commands cannot starve
   the others.
-* at most ``max_connections`` clients at once; more are refused (closed).
+* at most ``max_connections`` clients at once; more are refused (closed); a client that
+  does not negotiate within ``negotiation_timeout`` seconds of its greeting is dropped.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ MAX_INPUT_TOTAL = 256 << 20
 BATCH_LIMIT = 64
 #: clients connected (or waiting for their turn) at once
 MAX_CONNECTIONS = 1024
+#: a client that has not sent qmp_capabilities this long after its greeting is dropped (slots are finite)
+NEGOTIATION_TIMEOUT = 30.0
 #: input held for a client that waits for its turn (single-client profiles) before it is no longer read
 HELD_INPUT_LIMIT = 1 << 20
 #: list replies at least this long are encoded per element, with a cache (see QMPServer.encode)
@@ -142,6 +145,7 @@ class QMPConnection(asyncio.Protocol):
         self._pump_scheduled = False
         self._eof = False
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._negotiation_timer: asyncio.TimerHandle | None = None
         #: why the server dropped this client (None while it is served)
         self.dropped: str | None = None
         #: fds that came over SCM_RIGHTS and no getfd took yet (fdpass)
@@ -181,6 +185,9 @@ class QMPConnection(asyncio.Protocol):
             self.server.trace("out", self.session, self.monitor.greeting())
         else:
             self._write(self.monitor.greeting())
+        timeout = self.server.negotiation_timeout
+        if timeout is not None:
+            self._negotiation_timer = asyncio.get_running_loop().call_later(timeout, self._negotiation_expired)
         held, self._held = self._held, None
         self._held_bytes = 0
         if self._reading_paused:
@@ -232,9 +239,17 @@ class QMPConnection(asyncio.Protocol):
             return True
         return None             # close: nothing is left to answer
 
+    def _negotiation_expired(self) -> None:
+        self._negotiation_timer = None
+        if self.session is not None and not self.session.negotiated and not self.session.closed:
+            self.drop(f"it did not negotiate (qmp_capabilities) within {self.server.negotiation_timeout:g} s")
+
     def connection_lost(self, exc) -> None:
         fdpass.close_all(self.passed_fds + fdpass.take_received(self.transport))
         self.passed_fds = []
+        if self._negotiation_timer is not None:
+            self._negotiation_timer.cancel()
+            self._negotiation_timer = None
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
@@ -402,7 +417,8 @@ class QMPServer:
                  stderr_sink=None, name: str = "cpuhot", write_high_water: int = WRITE_HIGH_WATER,
                  write_stall_timeout: float | None = WRITE_STALL_TIMEOUT,
                  max_read_buffer: int = MAX_READ_BUFFER, max_input_total: int = MAX_INPUT_TOTAL,
-                 batch_limit: int = BATCH_LIMIT, max_connections: int = MAX_CONNECTIONS):
+                 batch_limit: int = BATCH_LIMIT, max_connections: int = MAX_CONNECTIONS,
+                 negotiation_timeout: float | None = NEGOTIATION_TIMEOUT):
         self.monitor = monitor
         #: how this server calls itself in the log
         self.name = name
@@ -413,6 +429,7 @@ class QMPServer:
         self.max_input_total = max_input_total
         self.batch_limit = max(1, batch_limit)
         self.max_connections = max_connections
+        self.negotiation_timeout = negotiation_timeout
         #: counters: connections accepted/refused/dropped, the most output ever left unsent to one client
         self.stats = {"accepted": 0, "refused": 0, "dropped": 0, "peak_unsent": 0}
         self.connections: dict[Session, QMPConnection] = {}
@@ -693,6 +710,7 @@ class QMPServer:
 
 def _state_key(vm) -> tuple:
     """Cheap fingerprint of what --state persists (changes whenever a snapshot would)."""
-    return (vm.runstate, vm.anon_counter, vm.unattached_counter, vm.guest.booted,
+    return (vm.runstate, vm.anon_counter, vm.unattached_counter, vm.guest.booted, len(vm.peripheral),
+            tuple(getattr(d, "unplug_requested", False) for d in vm.peripheral.values()),
             tuple((v.cpu_index, v.qom_path, v.online, v.device.unplug_requested, v.device.guest_configured)
                   for v in vm.vcpus))
