@@ -39,7 +39,7 @@ PCI_BUS_CAPACITY = {
 }
 
 
-def check_pci_slot_free(family: str, driver: str, present: list) -> None:
+def check_pci_slot_free(family: str, driver: str, present: "list[GenericDevice]") -> None:
     """``do_pci_register_device``: a device on a full bus is refused (with the last device's name
     on pseries, where QEMU tries function 1 of the last slot)."""
     capacity = PCI_BUS_CAPACITY.get(family)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
 
@@ -150,7 +151,8 @@ async def open_socket_uri(address: SocketURI):
     last: OSError | None = None
     for family, type_, proto, _, sockaddr in infos:
         try:
-            return await asyncio.open_connection(sockaddr[0], sockaddr[1], family=family, proto=proto)
+            host, port = str(sockaddr[0]), int(sockaddr[1])
+            return await asyncio.open_connection(host, port, family=family, proto=proto)
         except OSError as e:
             last = e
     reason = _strerror(last) if last is not None else "Connection refused"
