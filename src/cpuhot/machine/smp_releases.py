@@ -1,4 +1,5 @@
-"""``-smp`` as QEMU 5.2 and 10.0 parse and derive it (7.2's rules are :mod:`cpuhot.machine.smp`).
+"""``-smp`` of s390x as QEMU 5.2 and 10.0 parse and derive it (7.2's rules, and 5.2's
+``smp_parse`` shared with the other boards, are :mod:`cpuhot.machine.smp`).
 
 * 5.2: ``smp_parse`` of hw/core/machine.c (every board but pc, which has its own): QemuOpts
   (``Invalid parameter 'X'``, ``Parameter 'X' expects a number``, with the option as location),
@@ -21,14 +22,14 @@ from .smp import SmpRules, _signed32, derive_topology, parse_smp
 from .topology import CpuTopology
 
 _U32 = 0xFFFFFFFF
-KEYS_5_2 = ("cpus", "sockets", "dies", "cores", "threads", "maxcpus")
 KEYS_10_0 = ("cpus", "drawers", "books", "sockets", "dies", "clusters", "modules", "cores", "threads", "maxcpus")
 
 
 def derive(text: str | None, rules: SmpRules, smp_rules: str) -> tuple[CpuTopology, list[str]]:
     """The topology ``-smp text`` gives under the release's rules (``Release.smp_rules``)."""
     if smp_rules == "5.2":
-        return _derive_5_2(text, rules)
+        from .smp import derive_topology_smp_parse
+        return derive_topology_smp_parse(text, rules)
     if smp_rules == "10.0":
         return _derive_10_0(text, rules)
     return derive_topology(parse_smp(text), rules)
@@ -42,55 +43,6 @@ def _limits(cpus: int, maxcpus: int, rules: SmpRules) -> None:
         raise ConfigError(f"Invalid SMP CPUs {_signed32(maxcpus)}. The max CPUs supported by machine "
                           f"'{rules.machine_name}' is {rules.max_cpus}")
 
-
-def _derive_5_2(text: str | None, rules: SmpRules) -> tuple[CpuTopology, list[str]]:
-    if text is None:
-        return CpuTopology(cpus=1, sockets=1, dies=1, clusters=1, cores=1, threads=1, max_cpus=1), []
-    location = f"-smp {text}"
-    try:
-        pairs = parse_option_string(text, implied="cpus")
-    except OptionError as e:
-        raise ConfigError(str(e), location=location) from None
-    v: dict[str, int] = {}
-    for key, raw in pairs:
-        if key not in KEYS_5_2:
-            raise ConfigError(f"Invalid parameter '{key}'", location=location)
-        try:
-            v[key] = parse_int(raw, lo=-(1 << 64), hi=(1 << 64) - 1) & ((1 << 64) - 1)
-        except ValueError:
-            raise ConfigError(f"Parameter '{key}' expects a number", location=location) from None
-    cpus, sockets, cores, threads = (v.get(k, 0) & _U32 for k in ("cpus", "sockets", "cores", "threads"))
-
-    def div(a, b):
-        return a // b if b else 0
-
-    max_cpus = None
-    if cpus == 0 or sockets == 0:
-        cores = cores or 1
-        threads = threads or 1
-        if cpus == 0:
-            sockets = sockets or 1
-            cpus = (cores * threads * sockets) & _U32
-        else:
-            max_cpus = v.get("maxcpus", cpus) & _U32
-            sockets = div(max_cpus, (cores * threads) & _U32)
-    elif cores == 0:
-        threads = threads or 1
-        cores = div(cpus, (sockets * threads) & _U32) or 1
-    elif threads == 0:
-        threads = div(cpus, (cores * sockets) & _U32) or 1
-    elif (sockets * cores * threads) & _U32 < cpus:
-        raise ConfigError(f"cpu topology: sockets ({sockets}) * cores ({cores}) * threads ({threads}) < "
-                          f"smp_cpus ({cpus})")
-    max_cpus = v.get("maxcpus", cpus) & _U32
-    if max_cpus < cpus:
-        raise ConfigError("maxcpus must be equal to or greater than smp")
-    if (sockets * cores * threads) & _U32 != max_cpus:
-        raise ConfigError(f"Invalid CPU topology: sockets ({sockets}) * cores ({cores}) * threads ({threads}) "
-                          f"!= maxcpus ({max_cpus})")
-    _limits(cpus, max_cpus, rules)
-    return CpuTopology(cpus=cpus, sockets=sockets, dies=1, clusters=1, cores=cores, threads=threads,
-                       max_cpus=max_cpus), []
 
 
 def _derive_10_0(text: str | None, rules: SmpRules) -> tuple[CpuTopology, list[str]]:
