@@ -24,7 +24,8 @@ import socket
 import stat
 import time
 
-from ..machine.migration import MigrationError, apply_incoming, check_stream, encode_stream
+from ..machine.migration import MigrationError, apply_incoming, check_stream
+from .migration_io import socket_channel
 
 #: the most an incoming fd stream may hold (cpuhot's streams are a few KiB); more fails the load
 MAX_FD_STREAM = 16 << 20
@@ -124,70 +125,22 @@ def start_outgoing(io, fd: int) -> None:
 
 
 async def _outgoing(io, fd: int) -> None:
-    vm = io.vm
-    mig = vm.migration
-    loop = asyncio.get_running_loop()
+    """The source side: the same run as over ``unix:``/``tcp:`` (:meth:`MigrationIO.send`), on a
+    socket fd through asyncio, on a file or pipe in a worker thread (no return path there)."""
     started = time.monotonic()
-    stream = b""
-    writer = reader = None
-    was = vm.runstate
-    try:
-        if _is_socket(fd):
-            sock = socket.socket(fileno=fd)
-            sock.setblocking(False)
-            reader, writer = await asyncio.open_connection(sock=sock)
-        io._event("MIGRATION_PASS", {"pass": 1})
-        mig.status = "active"
-        io._event("MIGRATION", {"status": "active"})
-        io._flush()
-        await asyncio.sleep(0)
-        was = vm.runstate
-        if vm.runstate == "running":
-            vm.stop()
-        stream = encode_stream(vm, runstate=was)
-        io._event("MIGRATION_PASS", {"pass": 2})
-        verdict = "ok"
-        if writer is not None:
-            writer.write(stream)
-            await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
-            if mig.caps.get("return-path"):
-                line = await reader.readline()
-                try:
-                    verdict = json.loads(line).get("result", "failed") if line else "failed"
-                except (json.JSONDecodeError, AttributeError):
-                    verdict = "failed"
-            writer.close()
-        else:
-            try:
-                await loop.run_in_executor(None, _write_all, fd, stream)
-            finally:
-                _close(fd)
-    except asyncio.CancelledError:
-        if writer is not None:
-            writer.close()
-        else:
-            _close(fd)
-        mig.status = "cancelled"
-        io._event("MIGRATION", {"status": "cancelled"})
-        io._flush()
-        raise
-    except OSError as e:
-        verdict = "failed"
-        mig.error = f"Unable to write to file: {e.strerror or e}" if writer is None else str(e)
-        if writer is not None:
-            writer.close()
-    mig.total_time = int((time.monotonic() - started) * 1000)
-    mig.transferred = len(stream) if verdict == "ok" else 0
-    if verdict == "ok" or was != "running":
-        vm.runstate = "postmigrate"
-    else:                       # migration_iteration_finish: a failed migration restarts a running VM
-        vm.runstate = "paused"
-        vm.cont()
-    mig.status = "completed" if verdict == "ok" else "failed"
-    io._event("MIGRATION", {"status": mig.status})
-    io._flush()
+    if _is_socket(fd):
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock)
+        await io.send(started, *socket_channel(reader, writer))
+        return
+    loop = asyncio.get_running_loop()
+
+    async def write(stream: bytes) -> None:
+        await loop.run_in_executor(None, _write_all, fd, stream)
+
+    await io.send(started, write, None, lambda: _close(fd),
+                  describe=lambda e: f"Unable to write to file: {e.strerror or e}")
 
 
 async def _drain_close(writer: asyncio.StreamWriter) -> None:

@@ -273,8 +273,6 @@ class MigrationIO:
         self._flush()
 
     async def _outgoing(self, uri: str) -> None:
-        vm = self.vm
-        mig = vm.migration
         started = time.monotonic()
         try:
             reader, writer = await open_socket_uri(parse_socket_uri(uri))
@@ -284,6 +282,15 @@ class MigrationIO:
         except (OSError, GenericError, ValueError, OverflowError) as e:
             self._finish_early("failed", e.desc if isinstance(e, GenericError) else str(e))
             return
+        await self.send(started, *socket_channel(reader, writer))
+
+    async def send(self, started: float, write, read_verdict, close, describe=str) -> None:
+        """Send the VM's stream on a connected channel, the same for every URI kind: ``write``
+        (a coroutine taking the stream), ``read_verdict`` (a coroutine giving the target's answer
+        on the return path, or None where the channel has none), ``close``, and ``describe``
+        (an OSError as ``query-migrate``'s error-desc)."""
+        vm = self.vm
+        mig = vm.migration
         stream = b""
         was = vm.runstate
         try:
@@ -300,18 +307,15 @@ class MigrationIO:
                 mig.status = "device"
                 self._event("MIGRATION", {"status": "device"})
             self._event("MIGRATION_PASS", {"pass": 2})
-            writer.write(stream)
-            await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
+            await write(stream)
             verdict = "ok"
-            if mig.caps.get("return-path"):
-                verdict = _verdict(await reader.readline())
+            if mig.caps.get("return-path") and read_verdict is not None:
+                verdict = await read_verdict()
                 if verdict != "ok" and vm.release_info.migration_rejected_error:
                     mig.error = vm.release_info.migration_rejected_error
-            writer.close()
+            close()
         except asyncio.CancelledError:
-            writer.close()
+            close()
             self._resume_source(was)
             mig.status = "cancelled"
             self._event("MIGRATION", {"status": "cancelled"})
@@ -319,8 +323,8 @@ class MigrationIO:
             raise
         except Exception as e:        # OSError, or anything else: the migration fails, never hangs
             verdict = "failed"
-            mig.error = str(e)
-            writer.close()
+            mig.error = describe(e) if isinstance(e, OSError) else str(e)
+            close()
         mig.total_time = int((time.monotonic() - started) * 1000)
         mig.transferred = len(stream) if verdict == "ok" else 0
         if verdict == "ok":
@@ -341,6 +345,20 @@ class MigrationIO:
             vm.cont()
         elif was != "running":
             vm.runstate = "postmigrate"
+
+
+def socket_channel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    """``write``, ``read_verdict`` and ``close`` of :meth:`MigrationIO.send` for a stream socket."""
+    async def write(stream: bytes) -> None:
+        writer.write(stream)
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+
+    async def read_verdict() -> str:
+        return _verdict(await reader.readline())
+
+    return write, read_verdict, writer.close
 
 
 def _verdict(line: bytes) -> str:
