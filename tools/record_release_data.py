@@ -6,7 +6,9 @@
 
 Each table is the real QEMU's reply, unedited (``tools/qemus.py`` starts that release's binary),
 so a new QEMU release gets its tables by running this; ``cpuhot.machine.release.data_text``
-reads them (a table a release lacks falls back to 7.2's, directly under ``data/``).
+reads them (a table a release lacks falls back to 7.2's, directly under ``data/``: recording 7.2
+writes there).  The TCG table maps every x86 CPU model (``host`` aside) to the warning lines one
+boot CPU of it prints, in QEMU's order.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import qemus  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "src"))
+from cpuhot.machine.release import DEFAULT_RELEASE  # noqa: E402
 
 DATA = ROOT / "src/cpuhot/machine/data"
 ARCHES = ("x86_64", "ppc64")
@@ -83,7 +88,7 @@ def main() -> int:
     ap.add_argument("release", choices=list(qemus.RELEASES))
     ap.add_argument("--tcg", action="store_true", help="also record x86 TCG feature warnings per CPU model")
     ns = ap.parse_args()
-    out = DATA / ns.release
+    out = DATA if ns.release == DEFAULT_RELEASE else DATA / ns.release
     for arch in ARCHES:
         machine = "pc" if arch == "x86_64" else "pseries"
         (machines, defs), _ = run(ns.release, arch, ["-machine", machine],

@@ -15,7 +15,6 @@ again, the two config files it rewrites are put back byte for byte.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
@@ -29,6 +28,8 @@ import cpuhot
 ROOT_DIR = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT_DIR / "tools"))
 import qemus  # noqa: E402
+
+from .libvirtd import Daemon  # noqa: E402
 
 VERSION = "10.0"
 #: the project tree (bind-mounted at the same path inside the chroot)
@@ -112,36 +113,31 @@ def virsh113(*args: str, check: bool = True, timeout: float = 120) -> subprocess
     return r
 
 
-def _inventory() -> set[Path]:
-    found: set[Path] = set()
-    for rel in REL_STATE:
-        top = root() / rel
-        if top.exists():
-            found.add(top)
-            for dirpath, dirnames, filenames in os.walk(top):
-                for n in dirnames + filenames:
-                    found.add(Path(dirpath) / n)
-    return found
+class Libvirtd113(Daemon):
+    """Debian 13's libvirtd (libvirt 11.3) in the QEMU 10.0 chroot, beside the host's."""
 
+    label = "libvirtd 11.3"
+    lock_path = LOCK
+    probe_timeout = PROBE_TIMEOUT
+    stop_timeout = 30.0
+    log_name = "libvirtd113.log"          # workdir is under /tmp: the same path inside
 
-class Libvirtd113:
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-        self.log = workdir / "libvirtd113.log"          # workdir is under /tmp: the same path inside
-        self._saved: dict[Path, bytes | None] = {}
-        self._lock = None
+    def state_roots(self) -> list[Path]:
+        return [root() / rel for rel in REL_STATE]
 
-    def configure(self) -> None:
-        LOCK.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = open(LOCK, "w")
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
-        self._before = _inventory()
-        for rel, text in (("etc/libvirt/qemu.conf", QEMU_CONF), ("etc/libvirt/libvirtd.conf", LIBVIRTD_CONF)):
-            p = root() / rel
-            self._saved[p] = p.read_bytes() if p.exists() else None
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
+    def config_files(self) -> dict[Path, str]:
+        return {root() / "etc/libvirt/qemu.conf": QEMU_CONF, root() / "etc/libvirt/libvirtd.conf": LIBVIRTD_CONF}
+
+    def socket(self) -> Path:
+        return socket_path()
+
+    def command(self) -> list[str]:
+        return qemus.command(VERSION, "/usr/sbin/libvirtd", binds=(str(PROJECT),))
+
+    def version(self, timeout: float) -> subprocess.CompletedProcess:
+        return virsh113("version", check=False, timeout=timeout)
+
+    def prepare(self) -> None:
         self._make_venv()
 
     def _make_venv(self) -> None:
@@ -161,28 +157,13 @@ class Libvirtd113:
         if r.returncode != 0:
             raise RuntimeError(f"cpuhot does not run in the chroot: {r.stderr.strip()[-500:]}")
 
-    def restore(self) -> None:
-        self.stop()
+    def before_restore(self) -> None:
         self._stop_leftover_emulators()
-        for p, data in self._saved.items():
-            if data is None:
-                p.unlink(missing_ok=True)
-            else:
-                p.write_bytes(data)
-        for path in sorted(_inventory() - getattr(self, "_before", set()), key=lambda p: len(p.parts), reverse=True):
-            try:
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink()
-            except FileNotFoundError:
-                pass
+
+    def after_restore(self) -> None:
         venv = root() / VENV.lstrip("/")
         if venv.exists():
             shutil.rmtree(venv)
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
 
     def _stop_leftover_emulators(self) -> None:
         """cpuhot processes of this harness's venv that outlived the daemon (e.g. a capability probe
@@ -210,44 +191,3 @@ class Libvirtd113:
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-
-    def start(self) -> None:
-        if socket_path().exists() and self.proc is None:
-            r = virsh113("version", check=False, timeout=30)
-            if r.returncode == 0:
-                raise RuntimeError("a libvirtd 11.3 already runs in the chroot")
-        env = dict(os.environ, LIBVIRT_LOG_OUTPUTS=f"1:file:{self.log}", LIBVIRT_LOG_FILTERS="1:qemu 1:libvirt")
-        self.proc = subprocess.Popen(qemus.command(VERSION, "/usr/sbin/libvirtd", binds=(str(PROJECT),)), env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + PROBE_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                r = virsh113("version", check=False, timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                break
-            if r.returncode == 0:
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"libvirtd 11.3 exited with {self.proc.returncode}: {self.tail()}")
-            time.sleep(0.3)
-        raise RuntimeError(f"libvirtd 11.3 did not come up: {self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text().splitlines()[-n:])
-        except FileNotFoundError:
-            return "(no log)"

@@ -9,21 +9,17 @@ The domains have libvirt's usual agent channel (``<channel type='unix'>`` with t
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from .libvirtd import Libvirtd, ensure_installed, virsh, unavailable
+from .conftest import EMULATORS
+from .libvirtd import virsh
 
 pytestmark = pytest.mark.libvirt
 
-BIN = Path(sys.executable).parent
-EMULATORS = {"x86_64": str(BIN / "cpuhot-system-x86_64"), "ppc64": str(BIN / "cpuhot-system-ppc64")}
-NAMES = ("cpuhot-ga-pc", "cpuhot-ga-ppc")
+DOMAIN_NAMES = ("cpuhot-ga-pc", "cpuhot-ga-ppc")
 
 DOMAIN = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{name}</name>
@@ -43,28 +39,6 @@ DOMAIN = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qe
   <qemu:commandline>{extra}</qemu:commandline>
 </domain>
 """
-
-
-@pytest.fixture(scope="module")
-def libvirtd(tmp_path_factory):
-    reason = ensure_installed()
-    if reason:
-        unavailable(reason)
-    for path in EMULATORS.values():
-        if not os.path.exists(path):
-            pytest.fail(f"drop-in binary {path} missing: is cpuhot installed (pip install -e .)?")
-    daemon = Libvirtd(tmp_path_factory.mktemp("libvirtd"))
-    daemon.configure()
-    try:
-        daemon.forget_capabilities(list(EMULATORS.values()))
-        daemon.start()
-        yield daemon
-    finally:
-        for name in NAMES:
-            virsh("destroy", name, check=False)
-            virsh("undefine", name, check=False)
-        daemon.forget_capabilities(list(EMULATORS.values()))
-        daemon.restore()
 
 
 def start(tmp_path, name, *, arch, machine, current, maximum, extra_args=()):

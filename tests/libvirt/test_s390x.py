@@ -10,19 +10,18 @@ Uses the shared harness (:mod:`.libvirtd`), which restores everything it touched
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-from .libvirtd import Libvirtd, ensure_installed, virsh, unavailable
+from .conftest import EMULATORS
+from .libvirtd import virsh
 
 pytestmark = pytest.mark.libvirt
 
-EMULATOR = str(Path(sys.executable).parent / "cpuhot-system-s390x")
+EMULATOR = EMULATORS["s390x"]
 NAME = "cpuhot-s390x"
+DOMAIN_NAMES = (NAME,)
 
 DOMAIN = f"""<domain type='qemu'>
   <name>{NAME}</name>
@@ -37,26 +36,6 @@ DOMAIN = f"""<domain type='qemu'>
   </devices>
 </domain>
 """
-
-
-@pytest.fixture(scope="module")
-def libvirtd(tmp_path_factory):
-    reason = ensure_installed()
-    if reason:
-        unavailable(reason)
-    if not os.path.exists(EMULATOR):
-        pytest.fail(f"drop-in binary {EMULATOR} missing: is cpuhot installed (pip install -e .)?")
-    daemon = Libvirtd(tmp_path_factory.mktemp("libvirtd"))
-    daemon.configure()
-    try:
-        daemon.forget_capabilities([EMULATOR])
-        daemon.start()
-        yield daemon
-    finally:
-        virsh("destroy", NAME, check=False)
-        virsh("undefine", NAME, check=False)
-        daemon.forget_capabilities([EMULATOR])
-        daemon.restore()
 
 
 def vcpucount(which: str) -> int:

@@ -36,11 +36,11 @@ import subprocess
 import pytest
 
 from .flows import PC, PSERIES, Q35, Virsh, restore_of_a_stream_naming_a_missing_vcpu, save_restore_managedsave
-from .libvirtd import Libvirtd, ensure_installed, virsh, unavailable
+from .conftest import EMULATORS as EMULATORS_90
+from .libvirtd import Libvirtd, virsh
 from .libvirtd113 import EMULATORS as EMULATORS_113
 from .libvirtd113 import Libvirtd113, uri, virsh113
 from .libvirtd113 import ensure_installed as ensure_113
-from .test_virsh_e2e import EMULATORS as EMULATORS_90
 
 pytestmark = pytest.mark.libvirt
 
@@ -49,31 +49,23 @@ NAMES = ("v90-save-pc", "v90-save-ppc", "v90-bad", "c113-pc", "c113-q35", "c113-
 
 
 @pytest.fixture(scope="module")
-def daemons(tmp_path_factory):
-    why = ensure_installed()
-    if why:
-        unavailable(why)
+def daemons(host_libvirtd: Libvirtd, tmp_path_factory):
     why = ensure_113()
     if why:
         if os.environ.get("CI") == "true":
             pytest.fail(f"libvirt 11.3 cannot run: {why}")
         pytest.skip(f"!!! LIBVIRT 11.3 TEST SKIPPED: {why} !!!")
-    host = Libvirtd(tmp_path_factory.mktemp("libvirtd"))
+    host = host_libvirtd                # the host's lock is held first, then 11.3's (always in this order)
     chroot = Libvirtd113(tmp_path_factory.mktemp("libvirtd113"))
-    host.configure()                    # the host's lock first, then 11.3's (always in this order)
     v90, v113 = Virsh(virsh, EMULATORS_90), Virsh(virsh113, EMULATORS_113)
     try:
         chroot.configure()
-        host.forget_capabilities(list(EMULATORS_90.values()))
-        host.start()
         chroot.start()
         yield {"9.0": (host, v90), "11.3": (chroot, v113)}
     finally:
         v90.cleanup(NAMES)
         v113.cleanup(NAMES)
         chroot.restore()
-        host.forget_capabilities(list(EMULATORS_90.values()))
-        host.restore()
 
 
 PREFIX = {"9.0": "v90", "11.3": "c113"}

@@ -7,20 +7,17 @@ Each domain uses cpuhot's drop-in binary as ``<emulator>``.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from .libvirtd import Libvirtd, ensure_installed, virsh, unavailable
+from .conftest import EMULATORS
+from .libvirtd import virsh
 
 pytestmark = pytest.mark.libvirt
 
-BIN = Path(sys.executable).parent
-EMULATORS = {"x86_64": str(BIN / "cpuhot-system-x86_64"), "ppc64": str(BIN / "cpuhot-system-ppc64")}
+DOMAIN_NAMES = ("cpuhot-pc", "cpuhot-q35", "cpuhot-ppc2", "cpuhot-ppc8", "cpuhot-stuck")
 
 DOMAIN = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{name}</name>
@@ -36,28 +33,6 @@ DOMAIN = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qe
   <qemu:commandline>{extra}</qemu:commandline>
 </domain>
 """
-
-
-@pytest.fixture(scope="module")
-def libvirtd(tmp_path_factory):
-    reason = ensure_installed()
-    if reason:
-        unavailable(reason)
-    for path in EMULATORS.values():
-        if not os.path.exists(path):
-            pytest.fail(f"drop-in binary {path} missing: is cpuhot installed (pip install -e .)?")
-    daemon = Libvirtd(tmp_path_factory.mktemp("libvirtd"))
-    daemon.configure()
-    try:
-        daemon.forget_capabilities(list(EMULATORS.values()))
-        daemon.start()
-        yield daemon
-    finally:
-        for name in ("cpuhot-pc", "cpuhot-q35", "cpuhot-ppc2", "cpuhot-ppc8", "cpuhot-stuck"):
-            virsh("destroy", name, check=False)
-            virsh("undefine", name, check=False)
-        daemon.forget_capabilities(list(EMULATORS.values()))
-        daemon.restore()
 
 
 def define(tmp_path, name, *, arch="x86_64", machine="pc", memory=64, current, maximum, sockets, dies=1, cores,
