@@ -28,6 +28,7 @@ itself except under ``CI=true`` (where a missing QEMU is a failure, not a skip).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -35,7 +36,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +80,23 @@ class QemusError(Exception):
 
 
 def _say(msg: str) -> None:
-    print(f"qemus: {msg}", file=sys.stderr, flush=True)
+    who = threading.current_thread().name
+    tag = f"[{who}] " if who.startswith("qemu-") else ""
+    print(f"qemus: {tag}{msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _locked(name: str) -> Iterator[None]:
+    """Hold ``CACHE/.lock-<name>`` (other processes) and its thread lock (other threads)."""
+    with _THREAD_LOCKS.setdefault(name, threading.Lock()):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with open(CACHE / f".lock-{name}", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+
+#: one per lock name; dict.setdefault is atomic under the GIL
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
 
 
 def chroot_dir(version: str) -> Path:
@@ -174,7 +193,8 @@ def _apt_install(version: str, packages: list[str]) -> None:
     d = root(version)
     if d is None:
         base = ["sh", "-c", "apt-get update -qq && apt-get install -y -qq --no-install-recommends " + " ".join(packages)]
-        _run(base, f"apt-get install {' '.join(packages)} (host, QEMU {version})")
+        with _locked("host-apt"):           # the host's dpkg takes one apt-get at a time
+            _run(base, f"apt-get install {' '.join(packages)} (host, QEMU {version})")
         return
     # apt inside the chroot: policy-rc.d keeps maintainer scripts from starting daemons
     prc = d / "usr/sbin/policy-rc.d"
@@ -195,9 +215,7 @@ def ensure(version: str, groups: tuple[str, ...] = ("qemu",)) -> None:
             raise QemusError(f"QEMU {version} ({rel.codename}) has no package group {g!r} (has: {', '.join(rel.groups)})")
     if os.geteuid() != 0:
         raise QemusError("must run as root (debootstrap, chroot, apt-get)")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(version):                  # one builder per release; releases build side by side
         wanted = [p for g in groups for p in rel.groups[g]]
         if rel.host:
             have = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Status}\\n", *wanted],
@@ -215,8 +233,9 @@ def ensure(version: str, groups: tuple[str, ...] = ("qemu",)) -> None:
             if d.exists():
                 _say(f"removing the incomplete chroot {d}")
                 _remove_tree(d)
-            if shutil.which("debootstrap") is None:
-                _apt_install("7.2", ["debootstrap"])
+            with _locked("debootstrap-install"):
+                if shutil.which("debootstrap") is None:
+                    _apt_install("7.2", ["debootstrap"])
             _run(["debootstrap", "--variant=minbase", rel.codename, str(d)],
                  f"debootstrap --variant=minbase {rel.codename} {d}")
             stamp = {"debootstrap": rel.codename, "packages": []}
@@ -228,6 +247,27 @@ def ensure(version: str, groups: tuple[str, ...] = ("qemu",)) -> None:
             _stamp(version).write_text(json.dumps(stamp))
         else:
             _say(f"QEMU {version} ({d}): {', '.join(groups)} already installed")
+
+
+def ensure_all(wanted: dict[str, tuple[str, ...]]) -> None:
+    """:func:`ensure` several releases at once, each in its own thread (a cold machine spends its
+    time in downloads and dpkg, so two chroots build in about the time of one); raises the first
+    failure once all have ended."""
+    errors: list[BaseException] = []
+
+    def build(version: str, groups: tuple[str, ...]) -> None:
+        try:
+            ensure(version, groups)
+        except BaseException as exc:          # reported after the others finish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build, args=(v, g), name=f"qemu-{v}") for v, g in wanted.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def _mounted_under(d: Path) -> list[str]:
@@ -279,9 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = ap.parse_args(argv)
     try:
         if ns.cmd == "ensure":
-            for v in ns.versions:
-                groups = ("qemu", *[g for g in ns.groups if g in RELEASES[v].groups])
-                ensure(v, groups)
+            ensure_all({v: ("qemu", *[g for g in ns.groups if g in RELEASES[v].groups]) for v in ns.versions})
         elif ns.cmd == "status":
             for row in status():
                 print(f"{row['version']:5} {row['arch']:7} {'ok ' if row['ok'] else '-- '} "
