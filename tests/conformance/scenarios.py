@@ -1138,6 +1138,17 @@ started("smp-pc-modules1", "QEMU 10.0 x86 -smp modules=1: modules (1) in the top
 started("smp-q35-modules2", "QEMU 10.0 x86 -smp modules=2: module-id in query-hotpluggable-cpus",
         ["smp", "x86", "q35"], xm("q35", "2,maxcpus=8,sockets=1,modules=2,cores=2,threads=2"),
         only_versions=["10.0"])
+# device_add's JSON read with typed visitors (10.0): unknown members of any JSON type, wrong types
+sc("x86-pc-add-json-types", "QEMU 10.0 device_add: unknown members of every JSON type, wrong types for flags",
+   ["x86", "pc", "device_add", "errors", "values"], xm("pc", "1,maxcpus=8"),
+   [start(), cpu(0, 1, 0, bogus=None), cpu(0, 1, 0, bogus=[1]), cpu(0, 1, 0, bogus="x"), cpu(0, 1, 0, x2apic="on"),
+    cpu(0, 1, 0, pmu=1), cpu(0, 1, 0, check={}), cpu(0, 1, 0, start_powered_off=None), cpu(0, "1", 0, bogus=1),
+    cpu(0, 1, 0, bogus=1, node_id="0"), cpu(0, 1, 0, id="flags", x2apic=True, pmu=False), queries()],
+   only_versions=["10.0"])
+sc("ppc-pseries-add-json-types", "QEMU 10.0 pseries device_add: unknown members of every JSON type, wrong types",
+   ["ppc", "pseries", "device_add", "errors", "values"], ps("1,maxcpus=4"),
+   [start(), core(1, bogus={}), core(1, bogus=None), core(1, bogus=[]), core(1, nr_threads="1"),
+    core(1, node_id=[0]), core("1", bogus=1), core(1, id="ok"), qhc()], binary=PPC, only_versions=["10.0"])
 started("machines-pc-alias", "-machine pc-i440fx-7.2 (the alias target) behaves like pc",
         ["machines", "x86", "pc"], xm("pc-i440fx-7.2", "1,maxcpus=2"))
 

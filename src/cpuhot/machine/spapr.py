@@ -181,6 +181,10 @@ class SpaprPolicy:
     def property_types(self) -> dict[str, str]:
         return CORE_PROPERTIES
 
+    def json_property_kinds(self) -> dict[str, str]:
+        """What QMP device_add's typed JSON (10.0) expects of each property (see X86Policy's)."""
+        return {**dict.fromkeys(CORE_PROPERTIES, "integer"), "hotplugged": "readonly", "hotpluggable": "readonly"}
+
     def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool]:
         values: dict[str, int | bool] = {}
         for key in qdict_order(opts):

@@ -165,6 +165,14 @@ class X86Policy:
     def property_types(self) -> dict[str, str]:
         return X86_CPU_PROPERTIES
 
+    def json_property_kinds(self) -> dict[str, str]:
+        """What QMP device_add's typed JSON (10.0) expects of each property: integer, boolean, or
+        read-only (anything else is not a property)."""
+        kinds = dict.fromkeys(self.property_types(), "integer")
+        kinds.update(dict.fromkeys(X86_CPU_FLAGS, "boolean"))
+        kinds.update({"hotplugged": "readonly", "hotpluggable": "readonly"})
+        return kinds
+
     def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool]:
         values: dict[str, int | bool] = {}
         for key in qdict_order(opts):
