@@ -1138,6 +1138,37 @@ started("smp-pc-modules1", "QEMU 10.0 x86 -smp modules=1: modules (1) in the top
 started("smp-q35-modules2", "QEMU 10.0 x86 -smp modules=2: module-id in query-hotpluggable-cpus",
         ["smp", "x86", "q35"], xm("q35", "2,maxcpus=8,sockets=1,modules=2,cores=2,threads=2"),
         only_versions=["10.0"])
+# x86 modules (QEMU 9.1+): a level between die and core, module-id in the CPU properties and
+# module bits in the APIC ID; 5.2/7.2 do not know the key
+started("smp-pc-modules2", "QEMU 10.0 pc -smp modules=2 with 2 sockets: module-id per slot, APIC ids with a module bit",
+        ["smp", "x86", "pc"], xm("pc", "4,maxcpus=8,sockets=2,modules=2,cores=2"), only_versions=["10.0"])
+started("smp-q35-modules3-dies2", "QEMU 10.0 q35 -smp dies=2,modules=3,cores=3: die-id and module-id, sparse APIC ids",
+        ["smp", "x86", "q35"], xm("q35", "2,maxcpus=36,sockets=2,dies=2,modules=3,cores=3"), only_versions=["10.0"])
+started("smp-q35-modules-derived", "QEMU 10.0 q35 -smp 8,modules=2: sockets/cores derived around the modules",
+        ["smp", "x86", "q35"], xm("q35", "8,modules=2"), only_versions=["10.0"])
+sc("x86-q35-modules-plug", "QEMU 10.0 q35 modules=2: device_add with/without/wrong module-id, by apic-id, mismatches",
+   ["x86", "q35", "device_add", "errors", "smp"], xm("q35", "1,maxcpus=16,sockets=2,modules=2,cores=2,threads=2"),
+   [start(), cpu(0, 1, 0, id="nomod"), cpu(0, 1, 0, module_id=2), cpu(0, 1, 0, module_id=-1),
+    cpu(0, 1, 1, module_id=1, id="m1c1t1"), apic("/machine/peripheral/m1c1t1"),
+    cpu(1, 0, 0, module_id=1, die_id=0, id="s1m1"), apic("/machine/peripheral/s1m1"),
+    qmp("device_add", {"driver": QEMU64, "apic-id": 6, "id": "byapic"}), apic("/machine/peripheral/byapic"),
+    qmp("device_add", {"driver": QEMU64, "apic-id": 7, "module-id": 0}),
+    qmp("device_add", {"driver": QEMU64, "apic-id": 32}), cpu(0, 1, 1, module_id=1), cpu(2, 0, 0, module_id=0),
+    qmp("device_add", {"driver": QEMU64, "apic-id": 3, "module-id": 0, "core-id": 1, "socket-id": 0,
+                       "thread-id": 1, "id": "all"}),
+    queries(), hmp("info hotpluggable-cpus")], only_versions=["10.0"])
+sc("x86-pc-modules-unplug", "QEMU 10.0 pc modules=2: hot-plug then device_del of a module-1 CPU",
+   ["x86", "pc", "device_add", "device_del", "smp"], xm("pc", "2,maxcpus=8,sockets=2,modules=2,cores=2"),
+   [start(), cpu(0, 0, 0, module_id=1, id="m1"), qcf(), ddel("m1", settle=QUIET), qhc()], only_versions=["10.0"])
+for _name, _smp, _what in [
+        ("smp-refuse-modules-product", "4,sockets=1,modules=2,cores=3,maxcpus=8", "modules in the product message"),
+        ("smp-refuse-modules-zero", "2,modules=0", "modules=0 is an error on 10.0"),
+        ("smp-refuse-modules-cpus-gt-max", "9,sockets=1,modules=2,cores=2,threads=2", "cpus above the product"),
+        ("smp-refuse-modules-maxcpus-lt", "4,modules=2,cores=2,sockets=2,maxcpus=6", "maxcpus != product")]:
+    refused(_name, f"QEMU 10.0 x86 -smp {_smp}: {_what}", ["smp", "x86"], _pc(_smp, "q35"), only_versions=["10.0"])
+refused("smp-refuse-modules-pseries", "QEMU 10.0 pseries -smp modules=2: not supported", ["smp", "ppc"],
+        _ps("2,modules=2"), binary=PPC, only_versions=["10.0"])
+
 # device_add's JSON read with typed visitors (10.0): unknown members of any JSON type, wrong types
 sc("x86-pc-add-json-types", "QEMU 10.0 device_add: unknown members of every JSON type, wrong types for flags",
    ["x86", "pc", "device_add", "errors", "values"], xm("pc", "1,maxcpus=8"),

@@ -20,6 +20,8 @@ X86_CPU_PROPERTIES = {
     "socket-id": "int32_t", "die-id": "int32_t", "core-id": "int32_t", "thread-id": "int32_t",
     "node-id": "int32_t", "apic-id": "uint32_t",
 }
+#: the module level's property (QEMU 9.1+, ``Release.x86_modules``)
+X86_MODULE_PROPERTY = {"module-id": "int32_t"}
 #: boolean properties accepted and ignored (they do not change the hotplug surface)
 X86_CPU_FLAGS = ("start-powered-off", "pmu", "check", "enforce", "migratable", "x2apic", "hypervisor")
 
@@ -47,10 +49,9 @@ class X86Policy:
         self.accel = accel
         self.cpu_max = cpu_max
 
-    @property
-    def _module(self) -> str:
-        """The module level in CPU names (QEMU 9.1+; cpuhot models modules=1 only)."""
-        return "module: 0, " if self.release.x86_modules else ""
+    def _module(self, ids: TopoIds) -> str:
+        """The module level in CPU names (QEMU 9.1+)."""
+        return f"module: {ids.module}, " if self.release.x86_modules else ""
 
     # -- start-up ------------------------------------------------------------
     def check_config(self) -> None:
@@ -104,6 +105,8 @@ class X86Policy:
             if t.dies > 1:
                 props["die-id"] = ids.die
             props["socket-id"] = ids.socket
+            if t.modules > 1:
+                props["module-id"] = ids.module
             slots.append(CpuSlot(index=i, props=props, arch_id=t.apic_id(ids), vcpus_count=1,
                                  type=self.cpu_type, first_cpu_index=i))
         return slots
@@ -114,7 +117,8 @@ class X86Policy:
     def describe_slot(self, slot: CpuSlot) -> str:
         p = slot.props
         die = f", die-id: {p['die-id']}" if "die-id" in p else ""
-        return f"socket-id: {p['socket-id']}{die}, core-id: {p['core-id']}, thread-id: {p['thread-id']}"
+        module = f", module-id: {p['module-id']}" if "module-id" in p else ""
+        return f"socket-id: {p['socket-id']}{die}{module}, core-id: {p['core-id']}, thread-id: {p['thread-id']}"
 
     # -- QOM naming ----------------------------------------------------------
     def boot_qom_path(self, k: int) -> str:
@@ -158,11 +162,15 @@ class X86Policy:
 
     def device_props(self, slot: CpuSlot, common: dict, device=None) -> dict:
         p = slot.props
-        return {**common, "apic-id": slot.arch_id, "socket-id": p["socket-id"], "die-id": p.get("die-id", 0),
-                "core-id": p["core-id"], "thread-id": p["thread-id"]}
+        props = {**common, "apic-id": slot.arch_id, "socket-id": p["socket-id"], "die-id": p.get("die-id", 0)}
+        if self.release.x86_modules:
+            props["module-id"] = p.get("module-id", 0)
+        return {**props, "core-id": p["core-id"], "thread-id": p["thread-id"]}
 
     # -- device_add ----------------------------------------------------------
     def property_types(self) -> dict[str, str]:
+        if self.release.x86_modules:
+            return {**X86_CPU_PROPERTIES, **X86_MODULE_PROPERTY}
         return X86_CPU_PROPERTIES
 
     def json_property_kinds(self) -> dict[str, str]:
@@ -175,12 +183,13 @@ class X86Policy:
 
     def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool]:
         values: dict[str, int | bool] = {}
+        types = self.property_types()
         for key in qdict_order(opts):
             text = opts[key]
             if key in ("hotplugged", "hotpluggable"):
                 raise GenericError(f"Property '{driver}.{key}' is not writable")
-            if key in X86_CPU_PROPERTIES:
-                values[key] = parse_int_property(key, text, X86_CPU_PROPERTIES[key])
+            if key in types:
+                values[key] = parse_int_property(key, text, types[key])
             elif key in X86_CPU_FLAGS:
                 parse_bool_property(key, text)
             else:
@@ -196,28 +205,35 @@ class X86Policy:
         die_id = values.get("die-id", -1)
         core_id = values.get("core-id", -1)
         thread_id = values.get("thread-id", -1)
+        module_id = values.get("module-id", -1)
         apic_id = values.get("apic-id", UNASSIGNED_APIC_ID)
         if t.dies == 1 and die_id < 0:
             die_id = 0
+        if t.modules == 1 and module_id < 0:      # module-id is optional with one module per die
+            module_id = 0
+        levels = [("socket-id", socket_id, t.sockets), ("die-id", die_id, t.dies)]
+        if self.release.x86_modules:
+            levels.append(("module-id", module_id, t.modules))
+        levels += [("core-id", core_id, t.cores), ("thread-id", thread_id, t.threads)]
         if apic_id == UNASSIGNED_APIC_ID:
-            for name, value, count in (("socket-id", socket_id, t.sockets), ("die-id", die_id, t.dies),
-                                       ("core-id", core_id, t.cores), ("thread-id", thread_id, t.threads)):
+            for name, value, count in levels:
                 if value < 0:
                     raise GenericError(f"CPU {name} is not set")
                 if value > count - 1:
                     raise GenericError(f"Invalid CPU {name}: {value} must be in range 0:{count - 1}")
-            apic_id = t.apic_id(TopoIds(socket_id, die_id, core_id, thread_id))
+            apic_id = t.apic_id(TopoIds(socket_id, die_id, core_id, thread_id, module_id))
         slot = vm.slot_by_arch_id(apic_id)
         if slot is None:
             ids = t.ids_from_apic_id(apic_id)
             raise GenericError(
-                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module}core: {ids.core}, thread: {ids.thread}] "
-                f"with APIC ID {apic_id}, valid index range 0:{len(vm.slots) - 1}")
+                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module(ids)}core: {ids.core}, "
+                f"thread: {ids.thread}] with APIC ID {apic_id}, valid index range 0:{len(vm.slots) - 1}")
         if slot.cpu is not None:
             raise GenericError(f"CPU[{slot.index}] with APIC ID {apic_id} exists")
         ids = t.ids_from_apic_id(apic_id)
-        for name, given, actual in (("socket-id", socket_id, ids.socket), ("die-id", die_id, ids.die),
-                                    ("core-id", core_id, ids.core), ("thread-id", thread_id, ids.thread)):
+        actual_ids = {"socket-id": ids.socket, "die-id": ids.die, "module-id": ids.module, "core-id": ids.core,
+                      "thread-id": ids.thread}
+        for name, given, actual in ((name, value, actual_ids[name]) for name, value, _ in levels):
             if given != -1 and given != actual:
                 raise GenericError(f"property {name}: {given & 0xFFFFFFFF} doesn't match set apic-id: "
                                    f"0x{apic_id:x} ({name}: {actual})")
@@ -259,8 +275,8 @@ class X86Policy:
         slot = vm.slot_by_arch_id(apic)
         if slot is None:
             raise GenericError(
-                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module}core: {ids.core}, thread: {ids.thread}] "
-                f"with APIC ID {apic}, valid index range 0:{t.max_cpus - 1}")
+                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module(ids)}core: {ids.core}, "
+                f"thread: {ids.thread}] with APIC ID {apic}, valid index range 0:{t.max_cpus - 1}")
         if slot.cpu is not None:
             raise GenericError(f"CPU[{slot.index}] with APIC ID {slot.arch_id} exists")
         return slot
