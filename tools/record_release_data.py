@@ -3,6 +3,7 @@
 
     python tools/record_release_data.py 10.0            # query-machines, query-cpu-definitions
     python tools/record_release_data.py 10.0 --tcg      # also the per-model TCG feature warnings (x86)
+    python tools/record_release_data.py 10.0 --x2apic   # also which x86 models have x2apic under TCG
 
 Each table is the real QEMU's reply, unedited (``tools/qemus.py`` starts that release's binary),
 so a new QEMU release gets its tables by running this; ``cpuhot.machine.release.data_text``
@@ -30,7 +31,7 @@ DATA = ROOT / "src/cpuhot/machine/data"
 ARCHES = ("x86_64", "ppc64")
 
 
-def run(release: str, arch: str, args: list[str], commands: list[str]) -> tuple[list, str]:
+def run(release: str, arch: str, args: list[str], commands: list) -> tuple[list, str]:
     """Start the release's QEMU paused, run ``commands``; return their replies and QEMU's stderr."""
     tmp = tempfile.mkdtemp(prefix="cpuhot-data-")
     sock = os.path.join(tmp, "q.sock")
@@ -54,7 +55,7 @@ def run(release: str, arch: str, args: list[str], commands: list[str]) -> tuple[
         f.readline()
         out = []
         for cmd in ["qmp_capabilities", *commands]:
-            f.write(json.dumps({"execute": cmd}).encode() + b"\n")
+            f.write(json.dumps(cmd if isinstance(cmd, dict) else {"execute": cmd}).encode() + b"\n")
             f.flush()
             while True:
                 m = json.loads(f.readline())
@@ -82,6 +83,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("release", choices=list(qemus.RELEASES))
     ap.add_argument("--tcg", action="store_true", help="also record x86 TCG feature warnings per CPU model")
+    ap.add_argument("--x2apic", action="store_true",
+                    help="also record which x86 CPU models have x2apic once realized under TCG")
     ns = ap.parse_args()
     out = DATA / ns.release
     for arch in ARCHES:
@@ -99,6 +102,12 @@ def main() -> int:
                 _, err = run(ns.release, arch, ["-machine", "pc", "-cpu", d["name"]], ["query-status"])
                 table[d["name"]] = [line[len(prefix):] for line in err.splitlines() if line.startswith(prefix)]
             write(out / "tcg-warnings-x86_64.json", table)
+        if arch == "x86_64" and ns.x2apic:
+            # the boot CPU's x2apic property once realized (TCG has filtered what it cannot do)
+            get = {"execute": "qom-get", "arguments": {"path": "/machine/unattached/device[0]", "property": "x2apic"}}
+            models = [d["name"] for d in defs if d["name"] != "host"]
+            write(out / "x2apic-x86_64.json",
+                  sorted(m for m in models if run(ns.release, arch, ["-machine", "pc", "-cpu", m], [get])[0][0]))
     return 0
 
 

@@ -1169,6 +1169,34 @@ for _name, _smp, _what in [
 refused("smp-refuse-modules-pseries", "QEMU 10.0 pseries -smp modules=2: not supported", ["smp", "ppc"],
         _ps("2,modules=2"), binary=PPC, only_versions=["10.0"])
 
+# x86 APIC IDs >= 255 under TCG in 10.0: the local APIC refuses the id unless the CPU has x2apic
+# (apic_common_set_id, set with &error_abort: QEMU aborts)
+for _name, _args, _what in [
+        ("smp-x2apic-q35-256-plus", xm("q35", "256", "-cpu", "qemu64,+x2apic"), "qemu64,+x2apic starts 256 CPUs"),
+        ("smp-x2apic-q35-256-on", xm("q35", "256", "-cpu", "qemu64,x2apic=on"), "qemu64,x2apic=on starts"),
+        ("smp-x2apic-q35-256-max", xm("q35", "256", "-cpu", "max"), "-cpu max has x2apic")]:
+    sc(_name, f"QEMU 10.0 q35 -smp 256: {_what}", ["smp", "x86", "q35", "cpu-model"], _args,
+       [start(), qmp("query-status")], only_versions=["10.0"])
+for _name, _args, _what in [
+        ("smp-refuse-x2apic-q35-256-minus", xm("q35", "256", "-cpu", "qemu64,-x2apic,+x2apic"), "-x2apic wins over +x2apic"),
+        ("smp-refuse-x2apic-q35-256-off", xm("q35", "256", "-cpu", "Haswell,x2apic=off"), "Haswell,x2apic=off"),
+        ("smp-refuse-x2apic-pc-sockets65-boot", xm("pc", "195,sockets=65,cores=3"), "pc: the first boot APIC ID >= 255 is 256"),
+        ("smp-refuse-x2apic-q35-256-kvm64", xm("q35", "256", "-cpu", "kvm64"), "kvm64 has no x2apic")]:
+    refused(_name, f"QEMU 10.0 -smp with APIC IDs >= 255: {_what} (abort)", ["smp", "x86", "cpu-model"], _args,
+            only_versions=["10.0"])
+sc("x86-q35-x2apic-plug-crash", "QEMU DEFECT (10.0): hot-plugging a qemu64 CPU with APIC ID 255 aborts QEMU "
+   "(apic_common_set_id's error goes to &error_abort); cpuhot refuses the device_add instead",
+   ["x86", "q35", "device_add", "crash"], xm("q35", "1,maxcpus=288"),
+   [start(), cpu(0, 254, 0, id="c254"), cpu(0, 255, 0, id="c255"), eof(), wait_exit()], only_versions=["10.0"])
+sc("x86-q35-x2apic-plug-flag", "QEMU 10.0 q35 qemu64: device_add's own x2apic=true lets APIC ID 255 plug; "
+   "QEMU DEFECT: x2apic=false for APIC ID 256 aborts QEMU (cpuhot refuses it)",
+   ["x86", "q35", "device_add", "cpu-model", "crash"], xm("q35", "1,maxcpus=288"),
+   [start(), cpu(0, 255, 0, id="c255", x2apic=True), qcf(), cpu(0, 256, 0, id="c256", x2apic=False), eof(),
+    wait_exit()], only_versions=["10.0"])
+sc("x86-q35-x2apic-plug", "QEMU 10.0 q35 -cpu qemu64,+x2apic: hot-plugging APIC IDs 255 and 287 works",
+   ["x86", "q35", "device_add", "cpu-model"], xm("q35", "1,maxcpus=288", "-cpu", "qemu64,+x2apic"),
+   [start(), cpu(0, 255, 0, id="c255"), cpu(0, 287, 0, id="c287"), qcf()], only_versions=["10.0"])
+
 # device_add's JSON read with typed visitors (10.0): unknown members of any JSON type, wrong types
 sc("x86-pc-add-json-types", "QEMU 10.0 device_add: unknown members of every JSON type, wrong types for flags",
    ["x86", "pc", "device_add", "errors", "values"], xm("pc", "1,maxcpus=8"),

@@ -112,6 +112,16 @@ def _tcg_feature_lines(release: str = DEFAULT_RELEASE) -> tuple[dict[str, str], 
     return lines, rank
 
 
+@cache
+def x2apic_models(release: str = DEFAULT_RELEASE) -> frozenset[str]:
+    """The x86 CPU models that have x2apic once realized under TCG (``data/<release>/x2apic-x86_64.json``,
+    recorded by tools/record_release_data.py --x2apic; only releases that check it have the table)."""
+    try:
+        return frozenset(json.loads(data_text(release, "x2apic-x86_64.json")))
+    except FileNotFoundError:
+        return frozenset()
+
+
 def tcg_feature_warnings(cpu_text: str, release: str = DEFAULT_RELEASE) -> list[str]:
     """What QEMU's TCG prints (one line per feature) when it realises an x86 CPU of ``-cpu cpu_text``."""
     name, *features = cpu_text.split(",")

@@ -6,8 +6,8 @@ and the facts recorded from a real 7.2 (see ``tests/conformance``).
 
 from __future__ import annotations
 
-from .cpu_models import known_plug_types, tcg_feature_warnings
-from .errors import ConfigError, GenericError
+from .cpu_models import known_plug_types, tcg_feature_warnings, x2apic_models
+from .errors import AbortError, ConfigError, GenericError
 from .qdev import qdict_order, parse_bool_property, parse_int_property
 from .release import Release, get_release
 from .slots import CpuSlot
@@ -24,6 +24,34 @@ X86_CPU_PROPERTIES = {
 X86_MODULE_PROPERTY = {"module-id": "int32_t"}
 #: boolean properties accepted and ignored (they do not change the hotplug surface)
 X86_CPU_FLAGS = ("start-powered-off", "pmu", "check", "enforce", "migratable", "x2apic", "hypervisor")
+#: the local APIC refuses ids from this one on unless the CPU has x2apic (QEMU 9.0+ apic_common_set_id)
+X2APIC_ID_MIN = 255
+
+
+def cpu_has_x2apic(cpu_text: str, model_has_it: bool, accel: str, device_value: bool | None = None) -> bool:
+    """Whether a CPU of ``-cpu cpu_text`` has the x2apic feature once realized.
+
+    QEMU's x86_cpu_parse_featurestr: ``x2apic=on|off`` are global properties set when the CPU is
+    created (the last one wins), then device_add's own ``x2apic`` (``device_value``);
+    ``+x2apic`` and ``-x2apic`` are applied afterwards by
+    x86_cpu_expand_features, ``-`` after ``+``.  KVM turns x2apic on for every model
+    (kvm_default_props); under TCG the model decides (data/<release>/x2apic-x86_64.json)."""
+    value = model_has_it or accel == "kvm"
+    plus = minus = False
+    for feature in cpu_text.split(",")[1:]:
+        if feature == "+x2apic":
+            plus = True
+        elif feature == "-x2apic":
+            minus = True
+        elif feature.startswith("x2apic="):
+            value = feature.split("=", 1)[1] in ("on", "yes", "true", "y")
+    if device_value is not None:
+        value = device_value
+    if plus:
+        value = True
+    if minus:
+        value = False
+    return value
 
 #: unattached QOM devices a pc/q35 board creates besides its CPUs (qom-list on 7.2)
 BOARD_UNATTACHED = {"pc": 26, "q35": 24}
@@ -53,6 +81,17 @@ class X86Policy:
         """The module level in CPU names (QEMU 9.1+)."""
         return f"module: {ids.module}, " if self.release.x86_modules else ""
 
+    def has_x2apic(self, device_value: bool | None = None) -> bool:
+        """A CPU's x2apic feature (``-cpu``, the model's table, the accelerator, device_add's flag)."""
+        return cpu_has_x2apic(self.cpu_text, self.cpu_text.split(",", 1)[0] in x2apic_models(self.release.name),
+                              self.accel, device_value)
+
+    def _x2apic_refusal(self, apic_id: int, device_value: bool | None = None) -> str | None:
+        """``apic_common_set_id`` (QEMU 9.0+): the refusal of ``apic_id`` for this CPU, if any."""
+        if self.release.x2apic_abort_location is None or apic_id < X2APIC_ID_MIN or self.has_x2apic(device_value):
+            return None
+        return f"APIC ID {apic_id} requires x2APIC feature in CPU"
+
     # -- start-up ------------------------------------------------------------
     def check_config(self) -> None:
         """The x86 refusals that come after -smp parsing."""
@@ -67,6 +106,16 @@ class X86Policy:
                 raise ConfigError("current -smp configuration requires Extended Interrupt Mode enabled. "
                                   "You can add an IOMMU using: -device intel-iommu,intremap=on,eim=on")
             raise ConfigError("current -smp configuration requires kernel irqchip and X2APIC API support.")
+        # QEMU 9.0+: each boot CPU's local APIC takes its id with &error_abort: the first one
+        # with an id >= 255 and no x2apic aborts QEMU (exit by SIGABRT)
+        if self.release.x2apic_abort_location is not None and self.topology.max_apic_id >= X2APIC_ID_MIN:
+            for index in range(self.topology.cpus):
+                refusal = self._x2apic_refusal(self.topology.apic_id_from_index(index))
+                if refusal is not None:
+                    # every CPU realized so far, this one included, printed its TCG warnings
+                    raise AbortError(refusal, where=self.release.x2apic_abort_location,
+                                     hints=("Try x2apic=on in -cpu.",),
+                                     printed=tuple(self.realize_warnings() * (index + 1)))
 
     def complete_numa(self, numa, ram_size: int) -> None:
         """No NUMA unless -numa says so."""
@@ -190,6 +239,8 @@ class X86Policy:
                 raise GenericError(f"Property '{driver}.{key}' is not writable")
             if key in types:
                 values[key] = parse_int_property(key, text, types[key])
+            elif key == "x2apic":
+                values[key] = parse_bool_property(key, text)      # the local APIC's id check reads it
             elif key in X86_CPU_FLAGS:
                 parse_bool_property(key, text)
             else:
@@ -238,6 +289,12 @@ class X86Policy:
                 raise GenericError(f"property {name}: {given & 0xFFFFFFFF} doesn't match set apic-id: "
                                    f"0x{apic_id:x} ({name}: {actual})")
         vm.check_node_id(slot, values.get("node-id", -1))
+        x2apic = values.get("x2apic")
+        refusal = self._x2apic_refusal(apic_id, x2apic if isinstance(x2apic, bool) else None)
+        if refusal is not None:
+            # QEMU 10.0 aborts here (the id goes to the local APIC with &error_abort): a QEMU
+            # defect cpuhot does not copy; it refuses the device_add with the error's text
+            raise GenericError(refusal)
         return slot
 
     # -- device_del ----------------------------------------------------------
