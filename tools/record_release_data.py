@@ -4,6 +4,7 @@
     python tools/record_release_data.py 10.0            # query-machines, query-cpu-definitions
     python tools/record_release_data.py 10.0 --tcg      # also the per-model TCG feature warnings (x86)
     python tools/record_release_data.py 10.0 --x2apic   # also which x86 models have x2apic under TCG
+    python tools/record_release_data.py 10.0 --ht       # also which x86 models warn about threads > 1
 
 Each table is the real QEMU's reply, unedited (``tools/qemus.py`` starts that release's binary),
 so a new QEMU release gets its tables by running this; ``cpuhot.machine.release.data_text``
@@ -85,6 +86,8 @@ def main() -> int:
     ap.add_argument("--tcg", action="store_true", help="also record x86 TCG feature warnings per CPU model")
     ap.add_argument("--x2apic", action="store_true",
                     help="also record which x86 CPU models have x2apic once realized under TCG")
+    ap.add_argument("--ht", action="store_true",
+                    help="also record which x86 CPU models print the AMD hyperthreading warning (threads=2)")
     ns = ap.parse_args()
     out = DATA / ns.release
     for arch in ARCHES:
@@ -102,6 +105,12 @@ def main() -> int:
                 _, err = run(ns.release, arch, ["-machine", "pc", "-cpu", d["name"]], ["query-status"])
                 table[d["name"]] = [line[len(prefix):] for line in err.splitlines() if line.startswith(prefix)]
             write(out / "tcg-warnings-x86_64.json", table)
+        if arch == "x86_64" and ns.ht:
+            # x86_cpu_realizefn: an AMD model without topoext warns once when threads > 1
+            def warns(model: str) -> bool:
+                _, err = run(ns.release, arch, ["-machine", "pc", "-smp", "2,threads=2", "-cpu", model], ["query-status"])
+                return "doesn't support hyperthreading" in err
+            write(out / "ht-warning-x86_64.json", sorted(d["name"] for d in defs if d["name"] != "host" and warns(d["name"])))
         if arch == "x86_64" and ns.x2apic:
             # the boot CPU's x2apic property once realized (TCG has filtered what it cannot do)
             get = {"execute": "qom-get", "arguments": {"path": "/machine/unattached/device[0]", "property": "x2apic"}}

@@ -1181,7 +1181,12 @@ for _name, _args, _what in [
         ("smp-refuse-x2apic-q35-256-minus", xm("q35", "256", "-cpu", "qemu64,-x2apic,+x2apic"), "-x2apic wins over +x2apic"),
         ("smp-refuse-x2apic-q35-256-off", xm("q35", "256", "-cpu", "Haswell,x2apic=off"), "Haswell,x2apic=off"),
         ("smp-refuse-x2apic-pc-sockets65-boot", xm("pc", "195,sockets=65,cores=3"), "pc: the first boot APIC ID >= 255 is 256"),
-        ("smp-refuse-x2apic-q35-256-kvm64", xm("q35", "256", "-cpu", "kvm64"), "kvm64 has no x2apic")]:
+        ("smp-refuse-x2apic-q35-256-kvm64", xm("q35", "256", "-cpu", "kvm64"), "kvm64 has no x2apic"),
+        ("smp-refuse-x2apic-q35-256-threads2", xm("q35", "256,threads=2"), "the AMD HT warning comes first"),
+        ("smp-refuse-x2apic-q35-256-phenom-threads2", xm("q35", "256,threads=2", "-cpu", "phenom"),
+         "TCG warnings per CPU and the AMD HT warning, in realize order"),
+        ("smp-refuse-x2apic-pc-deprecated", xm("pc-i440fx-2.4", "195,sockets=65,cores=3"),
+         "a deprecated machine's warning comes first")]:
     refused(_name, f"QEMU 10.0 -smp with APIC IDs >= 255: {_what} (abort)", ["smp", "x86", "cpu-model"], _args,
             only_versions=["10.0"])
 sc("x86-q35-x2apic-plug-crash", "QEMU DEFECT (10.0): hot-plugging a qemu64 CPU with APIC ID 255 aborts QEMU "
@@ -1229,6 +1234,11 @@ sc("cpu-x86-qemu64-features", "-cpu qemu64,+x2apic: device_add still takes the p
 
 started("cpu-x86-qemu64-threads2", "-cpu qemu64 with threads=2 prints the AMD hyperthreading warning once",
         ["cpu-model", "x86", "pc", "warning"], xm("pc", "2,threads=2", "-cpu", "qemu64"))
+started("cpu-x86-phenom-threads2", "QEMU 10.0 -cpu phenom (AMD, TCG warnings) with threads=2: the hyperthreading "
+        "warning after the first CPU's TCG warnings", ["cpu-model", "x86", "pc", "warning"],
+        xm("pc", "4,threads=2", "-cpu", "phenom"), only_versions=["10.0"])
+started("cpu-x86-epyc-threads2", "QEMU 10.0 -cpu EPYC with threads=2: TCG drops topoext, so it warns as qemu64 does",
+        ["cpu-model", "x86", "pc", "warning"], xm("pc", "2,threads=2", "-cpu", "EPYC"), only_versions=["10.0"])
 started("cpu-x86-haswell-threads2", "-cpu Haswell with threads=2 (Intel: no hyperthreading warning)",
         ["cpu-model", "x86", "pc", "warning"], xm("pc", "2,threads=2", "-cpu", "Haswell"))
 started("cpu-x86-q35-qemu64-threads2", "q35 default CPU with threads=2",

@@ -87,5 +87,6 @@ class AbortError(ConfigError):
         self.printed = printed
 
     def render(self, prog: str) -> str:
-        before = "".join(f"{prog}: {line}\n" for line in self.printed)
+        # a warning's continuation lines ("Please ...", 7.2's AMD HT warning) are unprefixed
+        before = "".join(f"{line}\n" if line.startswith("Please") else f"{prog}: {line}\n" for line in self.printed)
         return f"{before}Unexpected error in {self.where}:\n" + super().render(prog)

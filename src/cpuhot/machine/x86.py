@@ -6,7 +6,7 @@ and the facts recorded from a real 7.2 (see ``tests/conformance``).
 
 from __future__ import annotations
 
-from .cpu_models import known_plug_types, tcg_feature_warnings, x2apic_models
+from .cpu_models import ht_warning_models, known_plug_types, tcg_feature_warnings, x2apic_models
 from .errors import AbortError, ConfigError, GenericError
 from .qdev import qdict_order, parse_bool_property, parse_int_property
 from .release import Release, get_release
@@ -112,10 +112,14 @@ class X86Policy:
             for index in range(self.topology.cpus):
                 refusal = self._x2apic_refusal(self.topology.apic_id_from_index(index))
                 if refusal is not None:
-                    # every CPU realized so far, this one included, printed its TCG warnings
+                    # every CPU realized so far, this one included, printed its TCG warnings, and
+                    # the first one the AMD hyperthreading warning after them (recorded:
+                    # smp-refuse-x2apic-q35-256-phenom-threads2)
+                    tcg = self.realize_warnings()
+                    first = tcg + self.first_cpu_warnings(self.cpu_text.split(",", 1)[0])
                     raise AbortError(refusal, where=self.release.x2apic_abort_location,
                                      hints=("Try x2apic=on in -cpu.",),
-                                     printed=tuple(self.realize_warnings() * (index + 1)))
+                                     printed=tuple(first + tcg * index))
 
     def complete_numa(self, numa, ram_size: int) -> None:
         """No NUMA unless -numa says so."""
@@ -124,7 +128,12 @@ class X86Policy:
         pass
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
-        if cpu_model_name == "qemu64" and self.topology.threads > 1:
+        return []
+
+    def first_cpu_warnings(self, cpu_model_name: str) -> list[str]:
+        """What the first CPU realized prints after its TCG warnings (x86_cpu_realizefn, once per
+        process): an AMD model without topoext (once realized) with threads > 1."""
+        if cpu_model_name in ht_warning_models(self.release.name) and self.topology.threads > 1:
             lines = [f"warning: This family of AMD CPU doesn't support hyperthreading({self.topology.threads})",
                      "Please configure -smp options properly or try enabling topoext feature."]
             return [". ".join(lines)] if self.release.amd_ht_warning_one_line else lines
