@@ -3,6 +3,8 @@
 
     python tools/record_release_data.py 10.0            # query-machines, query-cpu-definitions
     python tools/record_release_data.py 10.0 --tcg      # also the per-model TCG feature warnings (x86)
+    python tools/record_release_data.py 10.0 --x2apic   # also which x86 models have x2apic under TCG
+    python tools/record_release_data.py 10.0 --ht       # also which x86 models warn about threads > 1
 
 Each table is the real QEMU's reply, unedited (``tools/qemus.py`` starts that release's binary),
 so a new QEMU release gets its tables by running this; ``cpuhot.machine.release.data_text``
@@ -35,7 +37,7 @@ DATA = ROOT / "src/cpuhot/machine/data"
 ARCHES = ("x86_64", "ppc64")
 
 
-def run(release: str, arch: str, args: list[str], commands: list[str]) -> tuple[list, str]:
+def run(release: str, arch: str, args: list[str], commands: list) -> tuple[list, str]:
     """Start the release's QEMU paused, run ``commands``; return their replies and QEMU's stderr."""
     tmp = tempfile.mkdtemp(prefix="cpuhot-data-")
     sock = os.path.join(tmp, "q.sock")
@@ -59,7 +61,7 @@ def run(release: str, arch: str, args: list[str], commands: list[str]) -> tuple[
         f.readline()
         out = []
         for cmd in ["qmp_capabilities", *commands]:
-            f.write(json.dumps({"execute": cmd}).encode() + b"\n")
+            f.write(json.dumps(cmd if isinstance(cmd, dict) else {"execute": cmd}).encode() + b"\n")
             f.flush()
             while True:
                 m = json.loads(f.readline())
@@ -87,6 +89,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("release", choices=list(qemus.RELEASES))
     ap.add_argument("--tcg", action="store_true", help="also record x86 TCG feature warnings per CPU model")
+    ap.add_argument("--x2apic", action="store_true",
+                    help="also record which x86 CPU models have x2apic once realized under TCG")
+    ap.add_argument("--ht", action="store_true",
+                    help="also record which x86 CPU models print the AMD hyperthreading warning (threads=2)")
     ns = ap.parse_args()
     out = DATA if ns.release == DEFAULT_RELEASE else DATA / ns.release
     for arch in ARCHES:
@@ -104,6 +110,18 @@ def main() -> int:
                 _, err = run(ns.release, arch, ["-machine", "pc", "-cpu", d["name"]], ["query-status"])
                 table[d["name"]] = [line[len(prefix):] for line in err.splitlines() if line.startswith(prefix)]
             write(out / "tcg-warnings-x86_64.json", table)
+        if arch == "x86_64" and ns.ht:
+            # x86_cpu_realizefn: an AMD model without topoext warns once when threads > 1
+            def warns(model: str) -> bool:
+                _, err = run(ns.release, arch, ["-machine", "pc", "-smp", "2,threads=2", "-cpu", model], ["query-status"])
+                return "doesn't support hyperthreading" in err
+            write(out / "ht-warning-x86_64.json", sorted(d["name"] for d in defs if d["name"] != "host" and warns(d["name"])))
+        if arch == "x86_64" and ns.x2apic:
+            # the boot CPU's x2apic property once realized (TCG has filtered what it cannot do)
+            get = {"execute": "qom-get", "arguments": {"path": "/machine/unattached/device[0]", "property": "x2apic"}}
+            models = [d["name"] for d in defs if d["name"] != "host"]
+            write(out / "x2apic-x86_64.json",
+                  sorted(m for m in models if run(ns.release, arch, ["-machine", "pc", "-cpu", m], [get])[0][0]))
     return 0
 
 

@@ -226,8 +226,8 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
         built = dropin.build_in_order(d, args.launch, build)
     except dropin.DropinError as e:
         return Prepared(1, dropin.stamp(early + e.render(prog), prog, d))
-    except ConfigError as e:
-        return Prepared(1, dropin.stamp(early + e.render(prog), prog, d))
+    except ConfigError as e:       # exit_code -6: a start-up QEMU aborts on (AbortError)
+        return Prepared(e.exit_code, dropin.stamp(early + e.render(prog), prog, d))
     stderr = early + d.late_warnings.replace("{prog}", prog)
     stderr += "".join(f"{prog}: {w}\n" if not w.startswith("Please") else f"{w}\n" for w in built.warnings)
     stderr += "".join(dropin.after_build(d, args.launch)).replace("{prog}", prog)
@@ -281,6 +281,35 @@ def setup_agent(args: ServeArgs, vm) -> list:
     return listeners
 
 
+def die_of_signal(signum: int) -> None:
+    """End this process as QEMU ends when it aborts: killed by ``signum`` (SIGABRT), so a parent
+    sees the same wait status (-6).  Without a core file: the process is made non-dumpable and
+    its core limit 0 first (whatever ``ulimit -c`` or ``core_pattern`` say), and Python's own
+    handlers (faulthandler, a SIGABRT handler) are put back to the default so no traceback shows."""
+    import resource
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        pass
+    try:
+        import ctypes
+        PR_SET_DUMPABLE = 4
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        import faulthandler
+        faulthandler.disable()
+    except Exception:
+        pass
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    os.kill(os.getpid(), signum)
+    os._exit(128 + signum)          # not reached: the signal's default action ends the process
+
+
 def serve(argv: list[str], *, prog: str, default_arch: str | None = None, early=None) -> int:
     """``early``: a :class:`cpuhot.early.EarlyGreeter` already listening on (some of) the monitors."""
     try:
@@ -297,6 +326,8 @@ def _serve_main(argv: list[str], *, prog: str, default_arch: str | None, early) 
     sys.stdout.write(prepared.stdout)
     sys.stderr.write(prepared.stderr)
     sys.stderr.flush()
+    if prepared.exit_code is not None and prepared.exit_code < 0:
+        die_of_signal(-prepared.exit_code)
     if prepared.exit_code is not None:
         return prepared.exit_code
     d = prepared.args.dropin

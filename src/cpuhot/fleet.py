@@ -34,7 +34,7 @@ import stat
 import sys
 import time
 
-from .cli import prepare, program_name
+from .cli import die_of_signal, prepare, program_name
 
 log = logging.getLogger("cpuhot.fleet")
 
@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(stdout)
     sys.stderr.write(stderr)            # the same warnings for every VM: printed once
     sys.stderr.flush()
+    if code is not None and code < 0:
+        die_of_signal(-code)            # a start-up QEMU aborts on: every VM would (cli.die_of_signal)
     if code is not None:
         return code
     for p in prepared:

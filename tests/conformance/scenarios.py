@@ -1138,6 +1138,81 @@ started("smp-pc-modules1", "QEMU 10.0 x86 -smp modules=1: modules (1) in the top
 started("smp-q35-modules2", "QEMU 10.0 x86 -smp modules=2: module-id in query-hotpluggable-cpus",
         ["smp", "x86", "q35"], xm("q35", "2,maxcpus=8,sockets=1,modules=2,cores=2,threads=2"),
         only_versions=["10.0"])
+# x86 modules (QEMU 9.1+): a level between die and core, module-id in the CPU properties and
+# module bits in the APIC ID; 5.2/7.2 do not know the key
+started("smp-pc-modules2", "QEMU 10.0 pc -smp modules=2 with 2 sockets: module-id per slot, APIC ids with a module bit",
+        ["smp", "x86", "pc"], xm("pc", "4,maxcpus=8,sockets=2,modules=2,cores=2"), only_versions=["10.0"])
+started("smp-q35-modules3-dies2", "QEMU 10.0 q35 -smp dies=2,modules=3,cores=3: die-id and module-id, sparse APIC ids",
+        ["smp", "x86", "q35"], xm("q35", "2,maxcpus=36,sockets=2,dies=2,modules=3,cores=3"), only_versions=["10.0"])
+started("smp-q35-modules-derived", "QEMU 10.0 q35 -smp 8,modules=2: sockets/cores derived around the modules",
+        ["smp", "x86", "q35"], xm("q35", "8,modules=2"), only_versions=["10.0"])
+sc("x86-q35-modules-plug", "QEMU 10.0 q35 modules=2: device_add with/without/wrong module-id, by apic-id, mismatches",
+   ["x86", "q35", "device_add", "errors", "smp"], xm("q35", "1,maxcpus=16,sockets=2,modules=2,cores=2,threads=2"),
+   [start(), cpu(0, 1, 0, id="nomod"), cpu(0, 1, 0, module_id=2), cpu(0, 1, 0, module_id=-1),
+    cpu(0, 1, 1, module_id=1, id="m1c1t1"), apic("/machine/peripheral/m1c1t1"),
+    cpu(1, 0, 0, module_id=1, die_id=0, id="s1m1"), apic("/machine/peripheral/s1m1"),
+    qmp("device_add", {"driver": QEMU64, "apic-id": 6, "id": "byapic"}), apic("/machine/peripheral/byapic"),
+    qmp("device_add", {"driver": QEMU64, "apic-id": 7, "module-id": 0}),
+    qmp("device_add", {"driver": QEMU64, "apic-id": 32}), cpu(0, 1, 1, module_id=1), cpu(2, 0, 0, module_id=0),
+    qmp("device_add", {"driver": QEMU64, "apic-id": 3, "module-id": 0, "core-id": 1, "socket-id": 0,
+                       "thread-id": 1, "id": "all"}),
+    queries(), hmp("info hotpluggable-cpus")], only_versions=["10.0"])
+sc("x86-pc-modules-unplug", "QEMU 10.0 pc modules=2: hot-plug then device_del of a module-1 CPU",
+   ["x86", "pc", "device_add", "device_del", "smp"], xm("pc", "2,maxcpus=8,sockets=2,modules=2,cores=2"),
+   [start(), cpu(0, 0, 0, module_id=1, id="m1"), qcf(), ddel("m1", settle=QUIET), qhc()], only_versions=["10.0"])
+for _name, _smp, _what in [
+        ("smp-refuse-modules-product", "4,sockets=1,modules=2,cores=3,maxcpus=8", "modules in the product message"),
+        ("smp-refuse-modules-zero", "2,modules=0", "modules=0 is an error on 10.0"),
+        ("smp-refuse-modules-cpus-gt-max", "9,sockets=1,modules=2,cores=2,threads=2", "cpus above the product"),
+        ("smp-refuse-modules-maxcpus-lt", "4,modules=2,cores=2,sockets=2,maxcpus=6", "maxcpus != product")]:
+    refused(_name, f"QEMU 10.0 x86 -smp {_smp}: {_what}", ["smp", "x86"], _pc(_smp, "q35"), only_versions=["10.0"])
+refused("smp-refuse-modules-pseries", "QEMU 10.0 pseries -smp modules=2: not supported", ["smp", "ppc"],
+        _ps("2,modules=2"), binary=PPC, only_versions=["10.0"])
+
+# x86 APIC IDs >= 255 under TCG in 10.0: the local APIC refuses the id unless the CPU has x2apic
+# (apic_common_set_id, set with &error_abort: QEMU aborts)
+for _name, _args, _what in [
+        ("smp-x2apic-q35-256-plus", xm("q35", "256", "-cpu", "qemu64,+x2apic"), "qemu64,+x2apic starts 256 CPUs"),
+        ("smp-x2apic-q35-256-on", xm("q35", "256", "-cpu", "qemu64,x2apic=on"), "qemu64,x2apic=on starts"),
+        ("smp-x2apic-q35-256-max", xm("q35", "256", "-cpu", "max"), "-cpu max has x2apic")]:
+    sc(_name, f"QEMU 10.0 q35 -smp 256: {_what}", ["smp", "x86", "q35", "cpu-model"], _args,
+       [start(), qmp("query-status")], only_versions=["10.0"])
+for _name, _args, _what in [
+        ("smp-refuse-x2apic-q35-256-minus", xm("q35", "256", "-cpu", "qemu64,-x2apic,+x2apic"), "-x2apic wins over +x2apic"),
+        ("smp-refuse-x2apic-q35-256-off", xm("q35", "256", "-cpu", "Haswell,x2apic=off"), "Haswell,x2apic=off"),
+        ("smp-refuse-x2apic-pc-sockets65-boot", xm("pc", "195,sockets=65,cores=3"), "pc: the first boot APIC ID >= 255 is 256"),
+        ("smp-refuse-x2apic-q35-256-kvm64", xm("q35", "256", "-cpu", "kvm64"), "kvm64 has no x2apic"),
+        ("smp-refuse-x2apic-q35-256-threads2", xm("q35", "256,threads=2"), "the AMD HT warning comes first"),
+        ("smp-refuse-x2apic-q35-256-phenom-threads2", xm("q35", "256,threads=2", "-cpu", "phenom"),
+         "TCG warnings per CPU and the AMD HT warning, in realize order"),
+        ("smp-refuse-x2apic-pc-deprecated", xm("pc-i440fx-2.4", "195,sockets=65,cores=3"),
+         "a deprecated machine's warning comes first")]:
+    refused(_name, f"QEMU 10.0 -smp with APIC IDs >= 255: {_what} (abort)", ["smp", "x86", "cpu-model"], _args,
+            only_versions=["10.0"])
+sc("x86-q35-x2apic-plug-crash", "QEMU DEFECT (10.0): hot-plugging a qemu64 CPU with APIC ID 255 aborts QEMU "
+   "(apic_common_set_id's error goes to &error_abort); cpuhot refuses the device_add instead",
+   ["x86", "q35", "device_add", "crash"], xm("q35", "1,maxcpus=288"),
+   [start(), cpu(0, 254, 0, id="c254"), cpu(0, 255, 0, id="c255"), eof(), wait_exit()], only_versions=["10.0"])
+sc("x86-q35-x2apic-plug-flag", "QEMU 10.0 q35 qemu64: device_add's own x2apic=true lets APIC ID 255 plug; "
+   "QEMU DEFECT: x2apic=false for APIC ID 256 aborts QEMU (cpuhot refuses it)",
+   ["x86", "q35", "device_add", "cpu-model", "crash"], xm("q35", "1,maxcpus=288"),
+   [start(), cpu(0, 255, 0, id="c255", x2apic=True), qcf(), cpu(0, 256, 0, id="c256", x2apic=False), eof(),
+    wait_exit()], only_versions=["10.0"])
+sc("x86-q35-x2apic-plug", "QEMU 10.0 q35 -cpu qemu64,+x2apic: hot-plugging APIC IDs 255 and 287 works",
+   ["x86", "q35", "device_add", "cpu-model"], xm("q35", "1,maxcpus=288", "-cpu", "qemu64,+x2apic"),
+   [start(), cpu(0, 255, 0, id="c255"), cpu(0, 287, 0, id="c287"), qcf()], only_versions=["10.0"])
+
+# device_add's JSON read with typed visitors (10.0): unknown members of any JSON type, wrong types
+sc("x86-pc-add-json-types", "QEMU 10.0 device_add: unknown members of every JSON type, wrong types for flags",
+   ["x86", "pc", "device_add", "errors", "values"], xm("pc", "1,maxcpus=8"),
+   [start(), cpu(0, 1, 0, bogus=None), cpu(0, 1, 0, bogus=[1]), cpu(0, 1, 0, bogus="x"), cpu(0, 1, 0, x2apic="on"),
+    cpu(0, 1, 0, pmu=1), cpu(0, 1, 0, check={}), cpu(0, 1, 0, start_powered_off=None), cpu(0, "1", 0, bogus=1),
+    cpu(0, 1, 0, bogus=1, node_id="0"), cpu(0, 1, 0, id="flags", x2apic=True, pmu=False), queries()],
+   only_versions=["10.0"])
+sc("ppc-pseries-add-json-types", "QEMU 10.0 pseries device_add: unknown members of every JSON type, wrong types",
+   ["ppc", "pseries", "device_add", "errors", "values"], ps("1,maxcpus=4"),
+   [start(), core(1, bogus={}), core(1, bogus=None), core(1, bogus=[]), core(1, nr_threads="1"),
+    core(1, node_id=[0]), core("1", bogus=1), core(1, id="ok"), qhc()], binary=PPC, only_versions=["10.0"])
 started("machines-pc-alias", "-machine pc-i440fx-7.2 (the alias target) behaves like pc",
         ["machines", "x86", "pc"], xm("pc-i440fx-7.2", "1,maxcpus=2"))
 
@@ -1159,6 +1234,11 @@ sc("cpu-x86-qemu64-features", "-cpu qemu64,+x2apic: device_add still takes the p
 
 started("cpu-x86-qemu64-threads2", "-cpu qemu64 with threads=2 prints the AMD hyperthreading warning once",
         ["cpu-model", "x86", "pc", "warning"], xm("pc", "2,threads=2", "-cpu", "qemu64"))
+started("cpu-x86-phenom-threads2", "QEMU 10.0 -cpu phenom (AMD, TCG warnings) with threads=2: the hyperthreading "
+        "warning after the first CPU's TCG warnings", ["cpu-model", "x86", "pc", "warning"],
+        xm("pc", "4,threads=2", "-cpu", "phenom"), only_versions=["10.0"])
+started("cpu-x86-epyc-threads2", "QEMU 10.0 -cpu EPYC with threads=2: TCG drops topoext, so it warns as qemu64 does",
+        ["cpu-model", "x86", "pc", "warning"], xm("pc", "2,threads=2", "-cpu", "EPYC"), only_versions=["10.0"])
 started("cpu-x86-haswell-threads2", "-cpu Haswell with threads=2 (Intel: no hyperthreading warning)",
         ["cpu-model", "x86", "pc", "warning"], xm("pc", "2,threads=2", "-cpu", "Haswell"))
 started("cpu-x86-q35-qemu64-threads2", "q35 default CPU with threads=2",

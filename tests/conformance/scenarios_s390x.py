@@ -101,6 +101,10 @@ def register(S) -> None:
           dadd(True), dadd(1, thread_id=0), dadd(1, node_id=0), dadd(1, bus="virtual-css"), dadd(1, bus="nosuch"),
           dadd(1, driver="s390x-cpu"), dadd(1, driver="nosuch-cpu"), dadd(1, driver="z14-s390x-cpu"),
           dadd(1, hotplugged=True), dadd(1, id="bad id"), S.queries()])
+    s390("s390x-dadd-json-types", "QEMU 10.0 device_add: unknown members of every JSON type, wrong types",
+         ["device_add", "errors"], smp_args("1,maxcpus=3"),
+         [S.start(), dadd(1, bogus={}), dadd(1, bogus=None), dadd(1, bogus=[1]), dadd(1, dedicated="on"),
+          dadd(1, entitlement=1), dadd(1, socket_id="0"), dadd("1", bogus=1), S.queries()], only_versions=["10.0"])
     s390("s390x-dadd-anon", "anonymous CPUs: peripheral-anon numbers, also consumed by refused adds",
          ["device_add"], smp_args("1,maxcpus=4"),
          [S.start(), dadd(1), dadd(1), dadd(9), dadd(2), S.queries(), info])

@@ -44,7 +44,9 @@ def answer_instead_of_crashing(transcript: dict) -> dict:
     tail = [fatal, {"vm": vm, "client": client, "recv_any_reply": True},
             {"vm": vm, "client": client, "send": {"execute": "query-status"}},
             {"vm": vm, "client": client, "recv_any_reply": True}]
-    vms = {k: {**v, "stderr": v["stderr"].split("**\n")[0]} for k, v in transcript["vms"].items()}
+    # QEMU's dying words: a failed assertion (``**``) or an error passed to &error_abort
+    vms = {k: {**v, "stderr": v["stderr"].split("**\n")[0].split("Unexpected error in ")[0]}
+           for k, v in transcript["vms"].items()}
     return {**transcript, "vms": vms, "steps": steps[:cut - 1] + tail}
 
 

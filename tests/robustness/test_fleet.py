@@ -106,6 +106,14 @@ def test_fleet_refusals(tmp, args, message):
     assert not os.path.exists(os.path.join(tmp, "d"))
 
 
+def test_fleet_of_a_start_up_qemu_aborts_on_dies_of_sigabrt(tmp):
+    """QEMU 10.0 aborts on q35 -smp 256 with qemu64 under TCG (no x2apic): so does the fleet."""
+    code, out, err = finish(fleet("--dir", os.path.join(tmp, "d"), "--count", "2", "-accel", "tcg", "-machine", "q35",
+                                  "-smp", "256", "--compat", "qemu-10.0"))
+    assert code == -signal.SIGABRT and "APIC ID 255 requires x2APIC feature in CPU\n" in err, err
+    assert "Traceback" not in err and not os.path.exists(os.path.join(tmp, "d"))
+
+
 def test_fleet_socket_in_use_is_not_stolen(tmp):
     first = fleet("--count", "2", "--dir", tmp, "--summary")
     first.stdout.readline()

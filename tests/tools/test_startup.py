@@ -154,3 +154,22 @@ def test_a_refused_command_line_leaves_no_socket(tmp_path):
     assert (r.returncode, r.stdout) == (1, "")
     assert r.stderr == "cpuhot-system-x86_64: Parameter 'smp.cpus' expects integer\n"
     assert not os.path.exists(path)
+
+
+def test_a_start_up_qemu_aborts_on_dies_of_sigabrt_without_core_or_traceback(tmp_path):
+    """QEMU 10.0 aborts on q35 -smp 256 with qemu64 (no x2apic): exit by SIGABRT (-6), after its
+    exact lines; cpuhot ends the same way, with no core file even where ``ulimit -c`` allows one
+    (core_pattern ``core`` writes into the working directory) and no Python traceback."""
+    import resource
+
+    def allow_cores():
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    path = tmp_path / "q.sock"
+    r = subprocess.run([script("cpuhot-system-x86_64"), "-S", "-accel", "tcg", "-machine", "q35", "-smp", "256", "--compat",
+                        "qemu-10.0", "-qmp", f"unix:{path},server=on,wait=off"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path, preexec_fn=allow_cores)
+    assert (r.returncode, r.stdout) == (-signal.SIGABRT, "")
+    assert r.stderr == ("Unexpected error in apic_common_set_id() at hw/intc/apic_common.c:447:\n"
+                        "cpuhot-system-x86_64: APIC ID 255 requires x2APIC feature in CPU\n"
+                        "Try x2apic=on in -cpu.\n")
+    assert sorted(os.listdir(tmp_path)) == []

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .clock import RealClock, VirtualClock
 from .cpu_models import resolve_cpu_model
 from .guest import Guest, GuestMode
-from .errors import ConfigError, QMPError
+from .errors import AbortError, ConfigError, QMPError
 from .machines import find_machine
 from .numa import NumaBuilder, parse_numa_option
 from .options import OptionError, parse_option_string, parse_size
@@ -171,7 +171,11 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     if user_numa:
         policy.check_numa_memory(numa_state)
     warnings.extend(numa.warnings)
-    policy.check_config()
+    try:
+        policy.check_config()
+    except AbortError as e:        # QEMU printed its warnings so far before it aborted
+        e.printed = (*warnings, *e.printed)
+        raise
 
     vm = VirtualMachine(policy=policy, machine=machine, topology=topology, cpu_model=cpu_model,
                         numa_state=numa_state if numa_state.num_nodes else None, ram_size=ram_size,
@@ -192,7 +196,12 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
             _check_device_id(text, seen)
     for text in opts.devices:
         _cold_plug(vm, text, device_ids)
-    warnings.extend(text for _, text in vm.stderr)
+    realized = [text for _, text in vm.stderr]
+    first_cpu_warnings = getattr(policy, "first_cpu_warnings", None)
+    if first_cpu_warnings is not None:      # after the first CPU's own warnings
+        n = len(policy.realize_warnings())
+        realized[n:n] = first_cpu_warnings(cpu_model.name)
+    warnings.extend(realized)
     vm.stderr.clear()
     warnings.extend(policy.startup_warnings(cpu_model.name))
     if opts.incoming is not None:

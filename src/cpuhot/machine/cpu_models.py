@@ -112,12 +112,35 @@ def _tcg_feature_lines(release: str = DEFAULT_RELEASE) -> tuple[dict[str, str], 
     return lines, rank
 
 
+@cache
+def x2apic_models(release: str = DEFAULT_RELEASE) -> frozenset[str]:
+    """The x86 CPU models that have x2apic once realized under TCG (``data/<release>/x2apic-x86_64.json``,
+    recorded by tools/record_release_data.py --x2apic; only releases that check it have the table)."""
+    try:
+        return frozenset(json.loads(data_text(release, "x2apic-x86_64.json")))
+    except FileNotFoundError:
+        return frozenset()
+
+
+@cache
+def ht_warning_models(release: str = DEFAULT_RELEASE) -> frozenset[str]:
+    """The x86 models whose first CPU warns "This family of AMD CPU doesn't support hyperthreading"
+    with threads > 1 (an AMD model without topoext once realized; ``data/<release>/ht-warning-x86_64.json``,
+    recorded by tools/record_release_data.py --ht).  A release without the table: qemu64 only (7.2's
+    corpus records no other model with threads > 1)."""
+    try:
+        return frozenset(json.loads(data_text(release, "ht-warning-x86_64.json")))
+    except FileNotFoundError:
+        return frozenset({"qemu64"})
+
+
 def tcg_feature_warnings(cpu_text: str, release: str = DEFAULT_RELEASE) -> list[str]:
     """What QEMU's TCG prints (one line per feature) when it realises an x86 CPU of ``-cpu cpu_text``."""
     name, *features = cpu_text.split(",")
     table = _tcg_warning_table(release)
     feature_lines, rank = _tcg_feature_lines(release)
-    wanted = {t.split(": ", 1)[1].rsplit(".", 1)[1].split(" [", 1)[0]: t for t in table.get(name, [])}
+    own = table.get(name, [])
+    wanted = {t.split(": ", 1)[1].rsplit(".", 1)[1].split(" [", 1)[0]: t for t in own}
     for f in features:
         if f.startswith("+") or f.endswith("=on"):
             key = f[1:] if f.startswith("+") else f[:-3]
@@ -131,6 +154,10 @@ def tcg_feature_warnings(cpu_text: str, release: str = DEFAULT_RELEASE) -> list[
         word = where.rsplit(".", 1)[0]
         bit = int(where.rsplit("[bit ", 1)[1].rstrip("]"))
         return rank.get(word, 99), bit
+    if list(wanted.values()) == own:
+        return list(own)          # the model's own warnings, in the order recorded from QEMU
+    # features added or removed: QEMU's FeatureWord order, as far as the warning texts show it
+    # (10.0's texts name no CPUID subleaf, so CPUID.07H:EDX is two words there: approximate)
     return sorted(wanted.values(), key=order)
 
 

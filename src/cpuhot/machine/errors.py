@@ -55,6 +55,9 @@ class ConfigError(CpuhotError):
     message on their own lines, unprefixed, as QEMU's error_append_hint does.
     """
 
+    #: the exit status: 1, or minus a signal's number for a start-up QEMU aborts (-6: SIGABRT)
+    exit_code = 1
+
     def __init__(self, message: str, *, location: str | None = None, hints: tuple[str, ...] = ()):
         super().__init__(message)
         self.message = message
@@ -65,3 +68,25 @@ class ConfigError(CpuhotError):
         loc = f"{self.location}: " if self.location else ""
         lines = [f"{prog}: {loc}{self.message}", *self.hints]
         return "\n".join(lines) + "\n"
+
+
+class AbortError(ConfigError):
+    """A start-up QEMU aborts on (an error passed to ``&error_abort``): it prints
+    ``Unexpected error in FUNC() at FILE:LINE:`` and the error, then dies of SIGABRT.
+
+    >>> AbortError("APIC ID 255 requires x2APIC feature in CPU", where="f() at a.c:1").render("qemu")
+    'Unexpected error in f() at a.c:1:\\nqemu: APIC ID 255 requires x2APIC feature in CPU\\n'
+    """
+
+    exit_code = -6
+
+    def __init__(self, message: str, *, where: str, hints: tuple[str, ...] = (), printed: tuple[str, ...] = ()):
+        super().__init__(message, hints=hints)
+        self.where = where
+        #: what QEMU printed (``prog: line``) before it got there, e.g. warnings of CPUs realized
+        self.printed = printed
+
+    def render(self, prog: str) -> str:
+        # a warning's continuation lines ("Please ...", 7.2's AMD HT warning) are unprefixed
+        before = "".join(f"{line}\n" if line.startswith("Please") else f"{prog}: {line}\n" for line in self.printed)
+        return f"{before}Unexpected error in {self.where}:\n" + super().render(prog)

@@ -122,6 +122,11 @@ class Release:
     duplicate_id_text: str = "Duplicate device ID '{id}'"
     #: the hint after an s390x CPU model refused at start-up (10.0)
     s390x_features_hint: str | None = None
+    # -- fields of issue 14 (QEMU 10.0 gaps); the defaults are QEMU 7.2's behaviour ---------------
+    #: the local APIC refuses an id >= 255 for a CPU without x2apic (QEMU 9.0+ apic_common_set_id,
+    #: any accelerator); a boot CPU's refusal aborts QEMU, printed as "Unexpected error in" this
+    #: place (None: no such check)
+    x2apic_abort_location: str | None = None
 
     def reword(self, text: str) -> str:
         """An error text of QEMU 7.2 as this release words it (``data/<release>/error-texts.json``:
@@ -186,6 +191,7 @@ RELEASES: dict[str, Release] = {
                     spapr_tcg_warns_sbbc=False, migration_device_state=True, migration_ram_skipped=False,
                     spapr_tcg_smt=True, tcg_x2apic=True, migration_rejected_error="Sibling indicated error 1",
                     migration_failure_restores_runstate=True, device_add_typed_json=True,
+                    x2apic_abort_location="apic_common_set_id() at hw/intc/apic_common.c:447",
                     migrate_pause_refusal="migrate-pause is currently only supported during postcopy-active "
                                           "or postcopy-recover state"),
 }

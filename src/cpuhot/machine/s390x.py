@@ -57,7 +57,6 @@ class S390Policy:
     abstract_types = ("s390x-cpu", "cpu", "device")
     #: QMP device_add of 10.0 reads s390x's CPU ids with the string visitor ("expects uint64"),
     #: not as typed integers (see property_types and VirtualMachine.device_add)
-    json_int_properties: frozenset[str] = frozenset()
     numa_supported = False
     cpu_add_in_order = False
 
@@ -204,6 +203,17 @@ class S390Policy:
         if self.release.s390x_topology:
             types.update({"socket-id": "int32_t", "book-id": "int32_t", "drawer-id": "int32_t"})
         return types
+
+    def json_property_kinds(self) -> dict[str, str]:
+        """What QMP device_add's typed JSON (10.0) expects of each property (see X86Policy's);
+        ``core-id`` is a ``uint32`` read as a number (10.0: "expects uint64" for a non-integer,
+        "expects uint32_t" out of range)."""
+        kinds = dict.fromkeys(self.property_types(), "integer")
+        kinds["core-id"] = "uint32"
+        if self.release.s390x_topology:
+            kinds.update({"dedicated": "boolean", "entitlement": "string"})
+        kinds.update({"hotplugged": "readonly", "hotpluggable": "readonly"})
+        return kinds
 
     def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool | str]:
         types = self.property_types()

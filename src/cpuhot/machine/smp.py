@@ -127,11 +127,11 @@ def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[
     modules = u(cfg.modules)
     if not rules.modules_supported and modules > 1:
         raise ConfigError(rules.unsupported_text.format(level="modules"))
-    if modules > 1:
-        # QEMU 9.1+ x86 has a module level (module-id); cpuhot does not model it yet
-        raise ConfigError("cpuhot does not model -smp modules > 1 yet")
     dies = dies or 1
     clusters = clusters or 1
+    modules = modules or 1
+    # the levels between socket and core (QEMU 9.1+ counts x86 modules among them)
+    inner = (dies * clusters * modules) & _U32
 
     if cpus == 0 and maxcpus == 0:
         sockets = sockets or 1
@@ -143,29 +143,29 @@ def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[
             if sockets == 0:
                 cores = cores or 1
                 threads = threads or 1
-                sockets = maxcpus // ((dies * clusters * cores * threads) & _U32 or 1)
+                sockets = maxcpus // ((inner * cores * threads) & _U32 or 1)
             elif cores == 0:
                 threads = threads or 1
-                cores = maxcpus // ((sockets * dies * clusters * threads) & _U32 or 1)
+                cores = maxcpus // ((sockets * inner * threads) & _U32 or 1)
         else:
             if cores == 0:
                 sockets = sockets or 1
                 threads = threads or 1
-                cores = maxcpus // ((sockets * dies * clusters * threads) & _U32 or 1)
+                cores = maxcpus // ((sockets * inner * threads) & _U32 or 1)
             elif sockets == 0:
                 threads = threads or 1
-                sockets = maxcpus // ((dies * clusters * cores * threads) & _U32 or 1)
+                sockets = maxcpus // ((inner * cores * threads) & _U32 or 1)
         if threads == 0:
-            threads = maxcpus // ((sockets * dies * clusters * cores) & _U32 or 1)
+            threads = maxcpus // ((sockets * inner * cores) & _U32 or 1)
 
-    product = (sockets * dies * clusters * cores * threads) & _U32
+    product = (sockets * inner * cores * threads) & _U32
     maxcpus = maxcpus or product
     cpus = cpus or maxcpus
 
     def hierarchy() -> str:
         dies_part = f" * dies ({dies})" if rules.dies_supported else ""
         clusters_part = f" * clusters ({clusters})" if rules.clusters_supported else ""
-        modules_part = " * modules (1)" if rules.modules_supported else ""
+        modules_part = f" * modules ({modules})" if rules.modules_supported else ""
         return f"sockets ({sockets}){dies_part}{clusters_part}{modules_part} * cores ({cores}) * threads ({threads})"
 
     if product != maxcpus:
@@ -190,7 +190,7 @@ def derive_topology(cfg: SmpConfig, rules: SmpRules) -> tuple[CpuTopology, list[
         )
     topo = CpuTopology(
         cpus=cpus, sockets=sockets, dies=dies, clusters=clusters, cores=cores,
-        threads=threads, max_cpus=maxcpus,
+        threads=threads, max_cpus=maxcpus, modules=modules,
     )
     return topo, warnings
 

@@ -148,8 +148,15 @@ class SpaprPolicy:
         return known_plug_types(self.arch, release)
 
     def unpluggable_models(self, release: str) -> frozenset[str]:
-        """The thread types: real CPU types, but not what pseries plugs."""
-        return frozenset(d["typename"] for d in cpu_definitions(self.arch, release) if d["typename"])
+        """The thread types: real CPU types, but not what pseries plugs.
+
+        ppc's query-cpu-definitions lists each CPU type by model name with an empty ``typename``
+        (``ppc_cpu_defs_entry`` leaves it unset) and each alias with the type it stands for, so
+        the types are both: ``power9_v2.0-powerpc64-cpu`` on 10.0, whose ``power9`` alias names
+        ``power9_v2.2``."""
+        defs = cpu_definitions(self.arch, release)
+        return frozenset({d["typename"] for d in defs if d["typename"]}
+                         | {f"{d['name']}-powerpc64-cpu" for d in defs if not d["typename"]})
 
     #: legacy query-cpus: ``nip`` follows ``CPU``
     query_cpus_extra_after = "CPU"
@@ -173,6 +180,10 @@ class SpaprPolicy:
     # -- device_add ----------------------------------------------------------
     def property_types(self) -> dict[str, str]:
         return CORE_PROPERTIES
+
+    def json_property_kinds(self) -> dict[str, str]:
+        """What QMP device_add's typed JSON (10.0) expects of each property (see X86Policy's)."""
+        return {**dict.fromkeys(CORE_PROPERTIES, "integer"), "hotplugged": "readonly", "hotpluggable": "readonly"}
 
     def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool]:
         values: dict[str, int | bool] = {}

@@ -1,7 +1,7 @@
 """The derived CPU topology and QEMU's x86 topology arithmetic.
 
 A slot index enumerates possible CPUs socket-major
-(``((socket*dies + die)*cores + core)*threads + thread``); an x86 APIC ID packs
+(``(((socket*dies + die)*modules + module)*cores + core)*threads + thread``); an x86 APIC ID packs
 the same ids into bit fields whose widths are ``ceil(log2(count))``, so APIC
 IDs have holes for non-power-of-two counts while slot indexes are dense.
 
@@ -21,6 +21,8 @@ class TopoIds(NamedTuple):
     die: int
     core: int
     thread: int
+    #: x86 modules (QEMU 9.1+): between die and core; 0 where there is one module per die
+    module: int = 0
 
 
 def field_width(count: int) -> int:
@@ -40,33 +42,42 @@ class CpuTopology:
     #: s390x (QEMU 10.0): the levels above sockets; 1 elsewhere
     books: int = 1
     drawers: int = 1
+    #: x86 (QEMU 9.1+): modules per die, between die and core (``-smp modules=``); 1 elsewhere
+    modules: int = 1
 
     # -- x86 slot and APIC arithmetic ---------------------------------------
     def ids_from_index(self, index: int) -> TopoIds:
         thread = index % self.threads
         core = index // self.threads % self.cores
-        die = index // (self.threads * self.cores) % self.dies
-        socket = index // (self.threads * self.cores * self.dies)
-        return TopoIds(socket, die, core, thread)
+        module = index // (self.threads * self.cores) % self.modules
+        die = index // (self.threads * self.cores * self.modules) % self.dies
+        socket = index // (self.threads * self.cores * self.modules * self.dies)
+        return TopoIds(socket, die, core, thread, module)
 
     def index_from_ids(self, ids: TopoIds) -> int:
-        return ((ids.socket * self.dies + ids.die) * self.cores + ids.core) * self.threads + ids.thread
+        return (((ids.socket * self.dies + ids.die) * self.modules + ids.module) * self.cores + ids.core) \
+            * self.threads + ids.thread
 
     @property
-    def _widths(self) -> tuple[int, int, int]:
-        return field_width(self.threads), field_width(self.cores), field_width(self.dies)
+    def _widths(self) -> tuple[int, int, int, int]:
+        """Bits of thread, core, module and die ids (QEMU's ``apicid_*_width``)."""
+        return field_width(self.threads), field_width(self.cores), field_width(self.modules), field_width(self.dies)
 
     def apic_id(self, ids: TopoIds) -> int:
-        tw, cw, dw = self._widths
-        return (ids.socket << (tw + cw + dw)) | (ids.die << (tw + cw)) | (ids.core << tw) | ids.thread
+        """``x86_apicid_from_topo_ids``."""
+        tw, cw, mw, dw = self._widths
+        return (ids.socket << (tw + cw + mw + dw)) | (ids.die << (tw + cw + mw)) | (ids.module << (tw + cw)) \
+            | (ids.core << tw) | ids.thread
 
     def ids_from_apic_id(self, apic_id: int) -> TopoIds:
-        tw, cw, dw = self._widths
+        """``x86_topo_ids_from_apicid``."""
+        tw, cw, mw, dw = self._widths
         thread = apic_id & ((1 << tw) - 1)
         core = (apic_id >> tw) & ((1 << cw) - 1)
-        die = (apic_id >> (tw + cw)) & ((1 << dw) - 1)
-        socket = apic_id >> (tw + cw + dw)
-        return TopoIds(socket, die, core, thread)
+        module = (apic_id >> (tw + cw)) & ((1 << mw) - 1)
+        die = (apic_id >> (tw + cw + mw)) & ((1 << dw) - 1)
+        socket = apic_id >> (tw + cw + mw + dw)
+        return TopoIds(socket, die, core, thread, module)
 
     def apic_id_from_index(self, index: int) -> int:
         return self.apic_id(self.ids_from_index(index))

@@ -6,8 +6,8 @@ and the facts recorded from a real 7.2 (see ``tests/conformance``).
 
 from __future__ import annotations
 
-from .cpu_models import known_plug_types, tcg_feature_warnings
-from .errors import ConfigError, GenericError
+from .cpu_models import ht_warning_models, known_plug_types, tcg_feature_warnings, x2apic_models
+from .errors import AbortError, ConfigError, GenericError
 from .qdev import qdict_order, parse_bool_property, parse_int_property
 from .release import Release, get_release
 from .slots import CpuSlot
@@ -20,8 +20,38 @@ X86_CPU_PROPERTIES = {
     "socket-id": "int32_t", "die-id": "int32_t", "core-id": "int32_t", "thread-id": "int32_t",
     "node-id": "int32_t", "apic-id": "uint32_t",
 }
+#: the module level's property (QEMU 9.1+, ``Release.x86_modules``)
+X86_MODULE_PROPERTY = {"module-id": "int32_t"}
 #: boolean properties accepted and ignored (they do not change the hotplug surface)
 X86_CPU_FLAGS = ("start-powered-off", "pmu", "check", "enforce", "migratable", "x2apic", "hypervisor")
+#: the local APIC refuses ids from this one on unless the CPU has x2apic (QEMU 9.0+ apic_common_set_id)
+X2APIC_ID_MIN = 255
+
+
+def cpu_has_x2apic(cpu_text: str, model_has_it: bool, accel: str, device_value: bool | None = None) -> bool:
+    """Whether a CPU of ``-cpu cpu_text`` has the x2apic feature once realized.
+
+    QEMU's x86_cpu_parse_featurestr: ``x2apic=on|off`` are global properties set when the CPU is
+    created (the last one wins), then device_add's own ``x2apic`` (``device_value``);
+    ``+x2apic`` and ``-x2apic`` are applied afterwards by
+    x86_cpu_expand_features, ``-`` after ``+``.  KVM turns x2apic on for every model
+    (kvm_default_props); under TCG the model decides (data/<release>/x2apic-x86_64.json)."""
+    value = model_has_it or accel == "kvm"
+    plus = minus = False
+    for feature in cpu_text.split(",")[1:]:
+        if feature == "+x2apic":
+            plus = True
+        elif feature == "-x2apic":
+            minus = True
+        elif feature.startswith("x2apic="):
+            value = feature.split("=", 1)[1] in ("on", "yes", "true", "y")
+    if device_value is not None:
+        value = device_value
+    if plus:
+        value = True
+    if minus:
+        value = False
+    return value
 
 #: unattached QOM devices a pc/q35 board creates besides its CPUs (qom-list on 7.2)
 BOARD_UNATTACHED = {"pc": 26, "q35": 24}
@@ -47,10 +77,20 @@ class X86Policy:
         self.accel = accel
         self.cpu_max = cpu_max
 
-    @property
-    def _module(self) -> str:
-        """The module level in CPU names (QEMU 9.1+; cpuhot models modules=1 only)."""
-        return "module: 0, " if self.release.x86_modules else ""
+    def _module(self, ids: TopoIds) -> str:
+        """The module level in CPU names (QEMU 9.1+)."""
+        return f"module: {ids.module}, " if self.release.x86_modules else ""
+
+    def has_x2apic(self, device_value: bool | None = None) -> bool:
+        """A CPU's x2apic feature (``-cpu``, the model's table, the accelerator, device_add's flag)."""
+        return cpu_has_x2apic(self.cpu_text, self.cpu_text.split(",", 1)[0] in x2apic_models(self.release.name),
+                              self.accel, device_value)
+
+    def _x2apic_refusal(self, apic_id: int, device_value: bool | None = None) -> str | None:
+        """``apic_common_set_id`` (QEMU 9.0+): the refusal of ``apic_id`` for this CPU, if any."""
+        if self.release.x2apic_abort_location is None or apic_id < X2APIC_ID_MIN or self.has_x2apic(device_value):
+            return None
+        return f"APIC ID {apic_id} requires x2APIC feature in CPU"
 
     # -- start-up ------------------------------------------------------------
     def check_config(self) -> None:
@@ -66,6 +106,20 @@ class X86Policy:
                 raise ConfigError("current -smp configuration requires Extended Interrupt Mode enabled. "
                                   "You can add an IOMMU using: -device intel-iommu,intremap=on,eim=on")
             raise ConfigError("current -smp configuration requires kernel irqchip and X2APIC API support.")
+        # QEMU 9.0+: each boot CPU's local APIC takes its id with &error_abort: the first one
+        # with an id >= 255 and no x2apic aborts QEMU (exit by SIGABRT)
+        if self.release.x2apic_abort_location is not None and self.topology.max_apic_id >= X2APIC_ID_MIN:
+            for index in range(self.topology.cpus):
+                refusal = self._x2apic_refusal(self.topology.apic_id_from_index(index))
+                if refusal is not None:
+                    # every CPU realized so far, this one included, printed its TCG warnings, and
+                    # the first one the AMD hyperthreading warning after them (recorded:
+                    # smp-refuse-x2apic-q35-256-phenom-threads2)
+                    tcg = self.realize_warnings()
+                    first = tcg + self.first_cpu_warnings(self.cpu_text.split(",", 1)[0])
+                    raise AbortError(refusal, where=self.release.x2apic_abort_location,
+                                     hints=("Try x2apic=on in -cpu.",),
+                                     printed=tuple(first + tcg * index))
 
     def complete_numa(self, numa, ram_size: int) -> None:
         """No NUMA unless -numa says so."""
@@ -74,7 +128,12 @@ class X86Policy:
         pass
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
-        if cpu_model_name == "qemu64" and self.topology.threads > 1:
+        return []
+
+    def first_cpu_warnings(self, cpu_model_name: str) -> list[str]:
+        """What the first CPU realized prints after its TCG warnings (x86_cpu_realizefn, once per
+        process): an AMD model without topoext (once realized) with threads > 1."""
+        if cpu_model_name in ht_warning_models(self.release.name) and self.topology.threads > 1:
             lines = [f"warning: This family of AMD CPU doesn't support hyperthreading({self.topology.threads})",
                      "Please configure -smp options properly or try enabling topoext feature."]
             return [". ".join(lines)] if self.release.amd_ht_warning_one_line else lines
@@ -104,6 +163,8 @@ class X86Policy:
             if t.dies > 1:
                 props["die-id"] = ids.die
             props["socket-id"] = ids.socket
+            if t.modules > 1:
+                props["module-id"] = ids.module
             slots.append(CpuSlot(index=i, props=props, arch_id=t.apic_id(ids), vcpus_count=1,
                                  type=self.cpu_type, first_cpu_index=i))
         return slots
@@ -114,7 +175,8 @@ class X86Policy:
     def describe_slot(self, slot: CpuSlot) -> str:
         p = slot.props
         die = f", die-id: {p['die-id']}" if "die-id" in p else ""
-        return f"socket-id: {p['socket-id']}{die}, core-id: {p['core-id']}, thread-id: {p['thread-id']}"
+        module = f", module-id: {p['module-id']}" if "module-id" in p else ""
+        return f"socket-id: {p['socket-id']}{die}{module}, core-id: {p['core-id']}, thread-id: {p['thread-id']}"
 
     # -- QOM naming ----------------------------------------------------------
     def boot_qom_path(self, k: int) -> str:
@@ -158,21 +220,36 @@ class X86Policy:
 
     def device_props(self, slot: CpuSlot, common: dict, device=None) -> dict:
         p = slot.props
-        return {**common, "apic-id": slot.arch_id, "socket-id": p["socket-id"], "die-id": p.get("die-id", 0),
-                "core-id": p["core-id"], "thread-id": p["thread-id"]}
+        props = {**common, "apic-id": slot.arch_id, "socket-id": p["socket-id"], "die-id": p.get("die-id", 0)}
+        if self.release.x86_modules:
+            props["module-id"] = p.get("module-id", 0)
+        return {**props, "core-id": p["core-id"], "thread-id": p["thread-id"]}
 
     # -- device_add ----------------------------------------------------------
     def property_types(self) -> dict[str, str]:
+        if self.release.x86_modules:
+            return {**X86_CPU_PROPERTIES, **X86_MODULE_PROPERTY}
         return X86_CPU_PROPERTIES
+
+    def json_property_kinds(self) -> dict[str, str]:
+        """What QMP device_add's typed JSON (10.0) expects of each property: integer, boolean, or
+        read-only (anything else is not a property)."""
+        kinds = dict.fromkeys(self.property_types(), "integer")
+        kinds.update(dict.fromkeys(X86_CPU_FLAGS, "boolean"))
+        kinds.update({"hotplugged": "readonly", "hotpluggable": "readonly"})
+        return kinds
 
     def parse_properties(self, driver: str, opts: dict[str, str]) -> dict[str, int | bool]:
         values: dict[str, int | bool] = {}
+        types = self.property_types()
         for key in qdict_order(opts):
             text = opts[key]
             if key in ("hotplugged", "hotpluggable"):
                 raise GenericError(f"Property '{driver}.{key}' is not writable")
-            if key in X86_CPU_PROPERTIES:
-                values[key] = parse_int_property(key, text, X86_CPU_PROPERTIES[key])
+            if key in types:
+                values[key] = parse_int_property(key, text, types[key])
+            elif key == "x2apic":
+                values[key] = parse_bool_property(key, text)      # the local APIC's id check reads it
             elif key in X86_CPU_FLAGS:
                 parse_bool_property(key, text)
             else:
@@ -188,32 +265,45 @@ class X86Policy:
         die_id = values.get("die-id", -1)
         core_id = values.get("core-id", -1)
         thread_id = values.get("thread-id", -1)
+        module_id = values.get("module-id", -1)
         apic_id = values.get("apic-id", UNASSIGNED_APIC_ID)
         if t.dies == 1 and die_id < 0:
             die_id = 0
+        if t.modules == 1 and module_id < 0:      # module-id is optional with one module per die
+            module_id = 0
+        levels = [("socket-id", socket_id, t.sockets), ("die-id", die_id, t.dies)]
+        if self.release.x86_modules:
+            levels.append(("module-id", module_id, t.modules))
+        levels += [("core-id", core_id, t.cores), ("thread-id", thread_id, t.threads)]
         if apic_id == UNASSIGNED_APIC_ID:
-            for name, value, count in (("socket-id", socket_id, t.sockets), ("die-id", die_id, t.dies),
-                                       ("core-id", core_id, t.cores), ("thread-id", thread_id, t.threads)):
+            for name, value, count in levels:
                 if value < 0:
                     raise GenericError(f"CPU {name} is not set")
                 if value > count - 1:
                     raise GenericError(f"Invalid CPU {name}: {value} must be in range 0:{count - 1}")
-            apic_id = t.apic_id(TopoIds(socket_id, die_id, core_id, thread_id))
+            apic_id = t.apic_id(TopoIds(socket_id, die_id, core_id, thread_id, module_id))
         slot = vm.slot_by_arch_id(apic_id)
         if slot is None:
             ids = t.ids_from_apic_id(apic_id)
             raise GenericError(
-                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module}core: {ids.core}, thread: {ids.thread}] "
-                f"with APIC ID {apic_id}, valid index range 0:{len(vm.slots) - 1}")
+                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module(ids)}core: {ids.core}, "
+                f"thread: {ids.thread}] with APIC ID {apic_id}, valid index range 0:{len(vm.slots) - 1}")
         if slot.cpu is not None:
             raise GenericError(f"CPU[{slot.index}] with APIC ID {apic_id} exists")
         ids = t.ids_from_apic_id(apic_id)
-        for name, given, actual in (("socket-id", socket_id, ids.socket), ("die-id", die_id, ids.die),
-                                    ("core-id", core_id, ids.core), ("thread-id", thread_id, ids.thread)):
+        actual_ids = {"socket-id": ids.socket, "die-id": ids.die, "module-id": ids.module, "core-id": ids.core,
+                      "thread-id": ids.thread}
+        for name, given, actual in ((name, value, actual_ids[name]) for name, value, _ in levels):
             if given != -1 and given != actual:
                 raise GenericError(f"property {name}: {given & 0xFFFFFFFF} doesn't match set apic-id: "
                                    f"0x{apic_id:x} ({name}: {actual})")
         vm.check_node_id(slot, values.get("node-id", -1))
+        x2apic = values.get("x2apic")
+        refusal = self._x2apic_refusal(apic_id, x2apic if isinstance(x2apic, bool) else None)
+        if refusal is not None:
+            # QEMU 10.0 aborts here (the id goes to the local APIC with &error_abort): a QEMU
+            # defect cpuhot does not copy; it refuses the device_add with the error's text
+            raise GenericError(refusal)
         return slot
 
     # -- device_del ----------------------------------------------------------
@@ -251,8 +341,8 @@ class X86Policy:
         slot = vm.slot_by_arch_id(apic)
         if slot is None:
             raise GenericError(
-                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module}core: {ids.core}, thread: {ids.thread}] "
-                f"with APIC ID {apic}, valid index range 0:{t.max_cpus - 1}")
+                f"Invalid CPU [socket: {ids.socket}, die: {ids.die}, {self._module(ids)}core: {ids.core}, "
+                f"thread: {ids.thread}] with APIC ID {apic}, valid index range 0:{t.max_cpus - 1}")
         if slot.cpu is not None:
             raise GenericError(f"CPU[{slot.index}] with APIC ID {slot.arch_id} exists")
         return slot

@@ -51,18 +51,23 @@ def device_add(ctx, arguments):
     ctx.vm.device_add(arguments, typed=True)
 
 
-#: CPU properties QEMU sets with an integer visitor
-_INT_PROPERTIES = frozenset({"socket-id", "die-id", "module-id", "cluster-id", "core-id", "thread-id",
-                             "node-id", "apic-id", "nr-threads"})
+#: the JSON types QEMU's qobject input visitor names in its type errors
+_JSON_KIND_OK = {
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+}
 
 
 def _check_json_types(vm, arguments: dict) -> None:
     """QMP device_add's JSON read with typed visitors (``Release.device_add_typed_json``, 10.0).
 
-    Inferred from the recorded 10.0 replies: a non-string ``driver`` is reported missing; a
-    string (or other non-integer) for an integer CPU property is a type error, found when the
-    properties are set (in QDict order), i.e. after the device got its id: an anonymous CPU
-    device consumes its peripheral-anon number."""
+    ``qdev_device_add_from_qdict``: a non-string ``driver`` is reported missing; for a CPU
+    driver, after the device got its id (an anonymous CPU consumes its peripheral-anon number),
+    every other member is set as a QOM property, in QDict order: a member that is no property
+    is "not found" whatever its JSON type (null, list and object included), a read-only one is
+    "not writable", and a value of the wrong JSON type is a type error (recorded: the
+    ``*-add-json-types`` scenarios of transcripts/qemu-10.0)."""
     from ..machine.cpu_models import known_plug_types
     from ..machine.qdev import qdict_order
     driver = arguments.get("driver")
@@ -70,14 +75,33 @@ def _check_json_types(vm, arguments: dict) -> None:
         raise GenericError("Parameter 'driver' is missing")
     if driver not in known_plug_types(vm.policy.arch, vm.release):
         return
-    # a policy whose CPU properties take another visitor (s390x) names its own
-    int_properties = getattr(vm.policy, "json_int_properties", _INT_PROPERTIES)
+    ident = arguments.get("id")
+    if isinstance(ident, str) and ident in vm.peripheral:
+        return                     # qdev_set_id comes first: the duplicate id is the error
+    property_kinds = getattr(vm.policy, "json_property_kinds", None)
+    if property_kinds is None:     # no CPU device properties (-machine none): the plug path refuses
+        return
+    kinds = property_kinds()
+    release = get_release(vm.release)
     for key in qdict_order(arguments):
-        value = arguments[key]
-        if key in int_properties and (not isinstance(value, int) or isinstance(value, bool)):
-            if "id" not in arguments and vm.slots:
-                vm.anon_counter += 1
-            raise GenericError(f"Invalid parameter type for '{key}', expected: integer")
+        if key in ("driver", "id", "bus"):
+            continue
+        value, kind = arguments[key], kinds.get(key)
+        if kind is None:
+            error = f"Property '{driver}.{key}' not found"
+        elif kind == "readonly":
+            error = release.readonly_property_text.format(driver=driver, key=key)
+        elif kind in _JSON_KIND_OK and not _JSON_KIND_OK[kind](value):
+            error = f"Invalid parameter type for '{key}', expected: {kind}"
+        elif kind == "uint32" and not _JSON_KIND_OK["integer"](value):
+            error = f"Parameter '{key}' expects uint64"
+        elif kind == "uint32" and not 0 <= value <= 0xFFFFFFFF:
+            error = f"Parameter '{key}' expects uint32_t"
+        else:
+            continue
+        if "id" not in arguments and vm.slots:
+            vm.anon_counter += 1
+        raise GenericError(error)
 
 
 @command("device_del", args=(Arg("id", "str"),))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..machine.errors import QMPError
 from ..machine.options import OptionError, parse_option_string
 
-_PROP_ORDER = ("node-id", "drawer-id", "book-id", "socket-id", "die-id", "cluster-id", "core-id", "thread-id")
+_PROP_ORDER = ("node-id", "drawer-id", "book-id", "socket-id", "die-id", "cluster-id", "module-id", "core-id", "thread-id")
 
 
 def info_hotpluggable_cpus(vm) -> str:

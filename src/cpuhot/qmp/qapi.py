@@ -24,6 +24,7 @@ class CpuInstanceProperties(QAPIModel):
     socket_id: Optional[int] = Field(None, alias="socket-id")
     die_id: Optional[int] = Field(None, alias="die-id")
     cluster_id: Optional[int] = Field(None, alias="cluster-id")
+    module_id: Optional[int] = Field(None, alias="module-id")      # x86 (QEMU 9.1+)
     core_id: Optional[int] = Field(None, alias="core-id")
     thread_id: Optional[int] = Field(None, alias="thread-id")
 
