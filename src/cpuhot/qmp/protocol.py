@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import __version__
 from ..machine.errors import CommandNotFound, GenericError, QMPError
+from ..machine.vm import VirtualMachine
 from ..profiles import Profile, get_profile
 from .dispatch import check_request, error_reply, marshal_arguments, not_found, success_reply
 from .framing import ParseError, Parsed
@@ -48,12 +49,12 @@ class CommandContext:
     session: Session
 
     @property
-    def vm(self):
+    def vm(self) -> VirtualMachine:
         return self.monitor.vm
 
 
 class Monitor:
-    def __init__(self, vm, profile: Profile | str = "cpuhot", *, registry=None, validate_returns: bool = False,
+    def __init__(self, vm: VirtualMachine, profile: Profile | str = "cpuhot", *, registry=None, validate_returns: bool = False,
                  package: str | None = None):
         from .commands import COMMANDS
         self.vm = vm
