@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from ..machine.vm import VirtualMachine
 from ..profiles import Profile
+from .dispatch import Registry
 
 
 class MonitorView(Protocol):
@@ -17,6 +18,11 @@ class MonitorView(Protocol):
 
     @property
     def profile(self) -> Profile: ...
+
+    @property
+    def registry(self) -> Registry: ...
+
+    def served_commands(self) -> list[str]: ...
 
     def version_info(self) -> dict[str, Any]: ...
 
