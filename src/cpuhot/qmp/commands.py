@@ -16,7 +16,7 @@ from ..machine.release import get_release
 from ..machine.vm import VirtualMachine
 from .context import Context, MonitorIO
 from .dispatch import Arg
-from .registry import COMMANDS, command  # noqa: F401 (COMMANDS lives apart: commands_tools declares on it too)
+from .registry import COMMANDS as COMMANDS, command  # COMMANDS lives apart: commands_tools declares on it too
 
 if TYPE_CHECKING:
     from .typeinfo import ObjectTypeInfo
