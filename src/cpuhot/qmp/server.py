@@ -46,7 +46,7 @@ from ..machine.vm import VirtualMachine
 from .framing import MAX_TOKEN_SIZE, JSONStreamParser, ParseError, Parsed, encode
 from . import fdpass
 from .protocol import Monitor, Session
-from .sockets import SocketInUse, bind_unix_socket  # noqa: F401 (cli, fleet and tests import them from here)
+from .sockets import SocketInUse as SocketInUse, bind_unix_socket  # cli, fleet and tests import them from here
 
 log = logging.getLogger("cpuhot.qmp.server")
 
