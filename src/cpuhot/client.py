@@ -31,7 +31,7 @@ class QMPError(Exception):
         self.reply = reply
 
 
-def parse_address(address: str) -> tuple[int, object]:
+def parse_address(address: str) -> tuple[socket.AddressFamily, tuple[str, int] | str]:
     """``unix:PATH`` / ``tcp:HOST:PORT`` / ``PATH`` -> (socket family, sockaddr)."""
     if address.startswith("tcp:"):
         host, _, port = address[4:].rpartition(":")

@@ -34,7 +34,7 @@ import stat
 import sys
 import time
 
-from .cli import prepare, program_name
+from .cli import Prepared, prepare, program_name
 
 log = logging.getLogger("cpuhot.fleet")
 
@@ -196,7 +196,7 @@ def build(count: int, first: int, serve_argv: list[str], prog: str):
     width = max(4, len(str(first + count - 1)))
     names = [f"vm-{k:0{width}d}" for k in range(first, first + count)]
     named = _has_name(serve_argv)
-    prepared = []
+    prepared: list[Prepared] = []
     for name in names:
         argv = serve_argv if named else [*serve_argv, "-name", name]
         p = prepare(argv, prog=prog, default_endpoint=False)

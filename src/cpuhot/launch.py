@@ -245,7 +245,10 @@ class _AsyncLaunch:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
             # cancelled while starting: stop the VM once it is up, then re-raise
-            fut.add_done_callback(lambda f: f.exception() is None and f.result().stop())
+            def stop_when_up(f: asyncio.Future[RunningVM]) -> None:
+                if f.exception() is None:
+                    f.result().stop()
+            fut.add_done_callback(stop_when_up)
             raise
 
     def __await__(self):
@@ -338,18 +341,20 @@ def _launch_subprocess(argv, qmp_path: str, tmpdir) -> RunningVM:
     errfile = tempfile.TemporaryFile(mode="w+")      # a file, not a pipe: a chatty VM never blocks on it
     proc = subprocess.Popen([sys.executable, "-m", "cpuhot", "serve", *argv], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=errfile, text=True)
-    line = proc.stdout.readline()
+    assert proc.stdout is not None          # stdout=PIPE
+    stdout = proc.stdout
+    line = stdout.readline()
     if not line:
         code = proc.wait()
         errfile.seek(0)
         err = errfile.read()
-        proc.stdout.close()
+        stdout.close()
         errfile.close()
         raise LaunchError(code, err)
 
     def stop() -> None:
         terminate(proc)
-        proc.stdout.close()
+        stdout.close()
         errfile.close()
 
     errfile.seek(0)

@@ -96,7 +96,7 @@ def tree_from_queries(hotpluggable: list[dict], cpus: list[dict], *, machine: st
 # -- text -------------------------------------------------------------------------------------
 
 def _ranges(numbers: list[int]) -> str:
-    out = []
+    out: list[list[int]] = []
     for n in numbers:
         if out and out[-1][1] == n - 1:
             out[-1][1] = n

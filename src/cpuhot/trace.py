@@ -33,7 +33,7 @@ import sys
 import os
 import threading
 import time
-from typing import Iterable
+from typing import Any, Iterable, TextIO
 
 from .qmp.framing import encode
 
@@ -56,7 +56,7 @@ class Tracer:
             os.fchmod(fd, 0o600)          # an existing file keeps its mode otherwise
         except OSError:
             pass
-        self._f = open(fd, "w", encoding="utf-8")
+        self._f: TextIO | None = open(fd, "w", encoding="utf-8")
         self._lock = threading.Lock()
         self._write({"t": time.time(), "dir": "meta", "argv": list(argv or []), "prog": prog,
                      "cpuhot": __version__})
@@ -237,7 +237,7 @@ class Replayer:
         pending: dict[int, list[dict]] = {}
         last_sent: dict[int, str] = {}
         clock_trace = None      # trace time of the previous input
-        clock_real = None
+        clock_real = 0.0        # set with clock_trace
         step = 0
 
         def flush_all():
@@ -247,7 +247,7 @@ class Replayer:
         try:
             for rec in self.records:
                 kind = rec.get("dir")
-                client = rec.get("client")
+                client: Any = rec.get("client")         # a client number (recorded JSON)
                 if kind == "out":
                     pending.setdefault(client, []).append(rec)
                     continue
