@@ -38,6 +38,7 @@ import socket
 import stat
 import sys
 from dataclasses import dataclass, field
+from typing import cast
 
 from .machine.options import parse_option_string, parse_size
 
@@ -185,6 +186,7 @@ def take_option(d: Dropin, opts, raw: str, name: str, value: str | None) -> None
 
 
 def _take(d: Dropin, opts, name: str, value: str | None, location: str) -> None:
+    value = cast(str, value)        # None only for the flags (daemonize, ...), whose branches do not read it
     if name == "uuid":
         if not _UUID_RE.match(value):
             raise DropinError("failed to parse UUID string: wrong format", location=location)
@@ -306,10 +308,10 @@ def take_serial_ports(d: Dropin, opts) -> None:
             raise DropinError(f"Property '{pairs['driver']}.chardev' can't find value '{name}'", location=location)
 
 
-def agent_channels(d: Dropin) -> list[tuple[str, object]]:
+def agent_channels(d: Dropin) -> list[tuple[str, Chardev]]:
     """The guest agent ports: (port id, its chardev), for ports named org.qemu.guest_agent.0."""
     from .machine.agent import AGENT_PORT_NAME
-    out = []
+    out: list[tuple[str, Chardev]] = []
     for pairs, _ in d.serial_ports:
         if pairs.get("name") == AGENT_PORT_NAME and pairs.get("chardev"):
             chardev = next(c for c in d.chardevs if c.id == pairs["chardev"])
@@ -358,7 +360,7 @@ def before_build(d: Dropin, opts) -> list[str]:
     _check_boot(d.boot)
     d.accel_outcome = ([], None)
     if d.accel_options and "accel" not in d.machine_pairs:
-        lines = []
+        lines: list[str] = []
         try:
             opts.accel = _resolve_accel_options(d.accel_options, lines)
             d.accel_outcome = (lines, None)
@@ -367,7 +369,7 @@ def before_build(d: Dropin, opts) -> list[str]:
     if "accel" in d.machine_pairs:
         if d.accel_option is not None:
             raise DropinError('The -accel and "-machine accel=" options are incompatible')
-        lines: list[str] = []
+        lines = []
         try:
             opts.accel = _resolve_accel(d.machine_pairs["accel"], lines)
             d.accel_outcome = (lines, None)
@@ -510,7 +512,7 @@ def memory_backends(objects: list[str]) -> dict[str, int]:
 
 def monitor_error(d: Dropin) -> DropinError | None:
     """The first ``-mon`` QEMU would refuse, or None."""
-    used: set[str] = set()
+    used: set[str | None] = set()
     for m in d.mons:
         o = m.opts
         if "mode" in o and o["mode"] not in ("readline", "control"):
