@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from typing import cast
 
 from . import dropin
 from .machine.config import LaunchOptions, build_machine
@@ -72,6 +73,7 @@ def parse_serve_args(argv: list[str], *, default_arch: str | None = None) -> Ser
             value = argv[i + 1]
             i += 1
         i += 1
+        value = cast(str, value)        # None only for the flags, whose branches below do not read it
         if name == "trace" and raw.startswith("--"):      # cpuhot's QMP trace (-trace is QEMU's, ignored)
             args.trace_file = value
             continue
@@ -265,6 +267,7 @@ def setup_agent(args: ServeArgs, vm) -> list:
     listeners = []
     if channels:
         port_id, chardev = channels[0]
+        assert chardev.id is not None         # found by its id
         vm.agent = GuestAgent(vm, port_id=port_id, chardev_id=chardev.id, mode=a.get("agent-mode", "answering"),
                               os=a.get("guest-os", "linux"))
         listeners.append(dropin.chardev_listener(chardev))
@@ -330,6 +333,7 @@ def _serve_main(argv: list[str], *, prog: str, default_arch: str | None, early) 
         die_of_signal(-prepared.exit_code)
     if prepared.exit_code is not None:
         return prepared.exit_code
+    assert prepared.args is not None          # prepare() sets it whenever exit_code is None
     d = prepared.args.dropin
     endpoints = prepared.endpoints
     daemon = None
@@ -388,6 +392,7 @@ def client_hint(address: str, prog: str) -> str:
 def _bind_error(ep, e: OSError) -> str:
     from .qmp.server import SocketInUse
     if isinstance(e, SocketInUse):
+        assert e.strerror is not None         # raised with (errno, text)
         return e.strerror
     reason = os.strerror(e.errno) if e.errno else str(e)
     if ep.kind == "unix":

@@ -19,19 +19,21 @@ import json
 import select
 import socket
 import time
+from collections.abc import Callable
+from typing import Any
 
 
 class QMPError(Exception):
     """An error reply: ``error_class`` and ``desc`` as the server sent them."""
 
-    def __init__(self, error_class: str, desc: str, reply: dict | None = None):
+    def __init__(self, error_class: str, desc: str, reply: dict[str, Any] | None = None):
         super().__init__(f"{error_class}: {desc}")
         self.error_class = error_class
         self.desc = desc
         self.reply = reply
 
 
-def parse_address(address: str) -> tuple[int, object]:
+def parse_address(address: str) -> tuple[socket.AddressFamily, tuple[str, int] | str]:
     """``unix:PATH`` / ``tcp:HOST:PORT`` / ``PATH`` -> (socket family, sockaddr)."""
     if address.startswith("tcp:"):
         host, _, port = address[4:].rpartition(":")
@@ -106,7 +108,7 @@ class QMPClient:
         self.timeout = timeout
         self.sock = connect(address, timeout)
         self.reader = LineReader(self.sock)
-        self.events: collections.deque[dict] = collections.deque()
+        self.events: collections.deque[dict[str, Any]] = collections.deque()
         self._ids = 0
         greeting = self._read(timeout)
         if greeting is None or "QMP" not in greeting:
@@ -117,18 +119,19 @@ class QMPClient:
             self.execute("qmp_capabilities")
 
     # -- messages ------------------------------------------------------------------
-    def _read(self, timeout: float | None) -> dict | None:
+    def _read(self, timeout: float | None) -> dict[str, Any] | None:
         line = self.reader.read_line(timeout)
-        return None if line is None else json.loads(line)
+        msg: dict[str, Any] | None = None if line is None else json.loads(line)     # the server sends objects
+        return msg
 
-    def send(self, msg: dict) -> None:
+    def send(self, msg: dict[str, Any]) -> None:
         self.sock.sendall(json.dumps(msg).encode() + b"\n")
 
-    def execute(self, command: str, arguments: dict | None = None, *, timeout: float | None = None):
+    def execute(self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float | None = None) -> Any:
         """Run a command; return its ``return`` value or raise :class:`QMPError`."""
         self._ids += 1
         ident = f"cpuhot-{self._ids}"
-        msg: dict = {"execute": command, "id": ident}
+        msg: dict[str, Any] = {"execute": command, "id": ident}
         if arguments:
             msg["arguments"] = arguments
         self.send(msg)
@@ -148,9 +151,10 @@ class QMPClient:
 
     def hmp(self, command_line: str) -> str:
         """An HMP command through ``human-monitor-command``."""
-        return self.execute("human-monitor-command", {"command-line": command_line})
+        text: str = self.execute("human-monitor-command", {"command-line": command_line})
+        return text
 
-    def get_event(self, timeout: float | None = 0.0) -> dict | None:
+    def get_event(self, timeout: float | None = 0.0) -> dict[str, Any] | None:
         """The next event (queued or arriving within ``timeout`` seconds), or None."""
         if self.events:
             return self.events.popleft()
@@ -159,7 +163,8 @@ class QMPClient:
             msg = self._read(timeout)
         return msg
 
-    def wait_event(self, name: str, predicate=None, *, timeout: float = 10.0) -> dict:
+    def wait_event(self, name: str, predicate: Callable[[dict[str, Any]], bool] | None = None, *,
+                   timeout: float = 10.0) -> dict[str, Any]:
         """Wait for event ``name`` (matching ``predicate(event)``); earlier other events stay queued."""
         deadline = time.monotonic() + timeout
         while True:
@@ -187,5 +192,5 @@ class QMPClient:
     def __enter__(self) -> "QMPClient":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -37,9 +37,15 @@ import re
 import socket
 import stat
 import sys
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 from .machine.options import parse_option_string, parse_size
+
+if TYPE_CHECKING:
+    from .machine.config import BuiltMachine, LaunchOptions
+    from .machine.machines import MachineType
 
 #: options whose QEMU meaning lives here (cli.parse_serve_args hands them over)
 HANDLED = frozenset({"uuid", "name", "msg", "overcommit", "rtc", "sandbox", "global", "chardev", "mon",
@@ -130,11 +136,11 @@ class Dropin:
     #: warnings of the argv-order checks, already rendered with "{prog}" for the program name
     warnings: list[str] = field(default_factory=list)
     #: "-machine accel=" resolution, reported after -smp: (warning lines, error or None)
-    accel_outcome: tuple = field(default_factory=lambda: ([], None))
+    accel_outcome: tuple[list[str], DropinError | None] = field(default_factory=lambda: ([], None))
     #: warnings of the stages after -smp, for the caller to print before the VM's own
     late_warnings: str = ""
     #: ``-device virtserialport,...``: the options of each (the guest agent's port among them)
-    serial_ports: list = field(default_factory=list)
+    serial_ports: list[tuple[dict[str, str], str]] = field(default_factory=list)
 
 
 # -- QemuOpts helpers ------------------------------------------------------------------------
@@ -147,7 +153,8 @@ def _bool(text: str) -> bool | None:
     return None
 
 
-def _qemu_opts(text: str, location: str, keys, *, implied: str | None = None, bools=(),
+def _qemu_opts(text: str, location: str, keys: Collection[str], *, implied: str | None = None,
+               bools: Collection[str] = (),
                d: Dropin | None = None) -> dict[str, str]:
     """Parse a QemuOpts option with a description: unknown keys and bad booleans are refused."""
     pairs = parse_option_string(text, implied=implied)
@@ -172,7 +179,7 @@ def _qemu_opts(text: str, location: str, keys, *, implied: str | None = None, bo
 
 # -- argv order: one option at a time -----------------------------------------------------------
 
-def take_option(d: Dropin, opts, raw: str, name: str, value: str | None) -> None:
+def take_option(d: Dropin, opts: LaunchOptions, raw: str, name: str, value: str | None) -> None:
     """Record one drop-in option; syntax errors are kept in ``d.pending`` (the first one wins)."""
     location = f"{raw} {value}" if value is not None else raw
     try:
@@ -184,7 +191,8 @@ def take_option(d: Dropin, opts, raw: str, name: str, value: str | None) -> None
             d.pending = e
 
 
-def _take(d: Dropin, opts, name: str, value: str | None, location: str) -> None:
+def _take(d: Dropin, opts: LaunchOptions, name: str, value: str | None, location: str) -> None:
+    value = cast(str, value)        # None only for the flags (daemonize, ...), whose branches do not read it
     if name == "uuid":
         if not _UUID_RE.match(value):
             raise DropinError("failed to parse UUID string: wrong format", location=location)
@@ -251,7 +259,7 @@ def _take(d: Dropin, opts, name: str, value: str | None, location: str) -> None:
         d.no_shutdown = True            # cpuhot's guests never shut down by themselves
 
 
-def finish_parse(d: Dropin, opts) -> None:
+def finish_parse(d: Dropin, opts: LaunchOptions) -> None:
     """After the option scan: raise the first syntax error, then settle -machine."""
     if d.pending is not None:
         raise d.pending
@@ -274,7 +282,7 @@ def finish_parse(d: Dropin, opts) -> None:
 SERIAL_PORT_DRIVERS = ("virtserialport", "virtconsole")
 
 
-def take_serial_ports(d: Dropin, opts) -> None:
+def take_serial_ports(d: Dropin, opts: LaunchOptions) -> None:
     """Take ``-device virtserialport,...`` out of the CPU/PCI device list: the ports live on a
     virtio-serial controller's bus, and the one named ``org.qemu.guest_agent.0`` carries the guest
     agent (:mod:`cpuhot.machine.agent`).  Their chardevs are checked once all are known."""
@@ -306,10 +314,10 @@ def take_serial_ports(d: Dropin, opts) -> None:
             raise DropinError(f"Property '{pairs['driver']}.chardev' can't find value '{name}'", location=location)
 
 
-def agent_channels(d: Dropin) -> list[tuple[str, object]]:
+def agent_channels(d: Dropin) -> list[tuple[str, Chardev]]:
     """The guest agent ports: (port id, its chardev), for ports named org.qemu.guest_agent.0."""
     from .machine.agent import AGENT_PORT_NAME
-    out = []
+    out: list[tuple[str, Chardev]] = []
     for pairs, _ in d.serial_ports:
         if pairs.get("name") == AGENT_PORT_NAME and pairs.get("chardev"):
             chardev = next(c for c in d.chardevs if c.id == pairs["chardev"])
@@ -333,7 +341,7 @@ def chardev_listener(c: Chardev) -> tuple[str | None, socket.socket | None]:
 
 # -- after the scan, before the VM is built -------------------------------------------------------
 
-def before_build(d: Dropin, opts) -> list[str]:
+def before_build(d: Dropin, opts: LaunchOptions) -> list[str]:
     """Checks QEMU makes before ``-smp``: -sandbox, -rtc, chardevs, machine type, -boot, accel,
     machine properties.  Returns warning texts (with ``{prog}``); raises :class:`DropinError`."""
     from .machine.errors import ConfigError
@@ -358,7 +366,7 @@ def before_build(d: Dropin, opts) -> list[str]:
     _check_boot(d.boot)
     d.accel_outcome = ([], None)
     if d.accel_options and "accel" not in d.machine_pairs:
-        lines = []
+        lines: list[str] = []
         try:
             opts.accel = _resolve_accel_options(d.accel_options, lines)
             d.accel_outcome = (lines, None)
@@ -367,7 +375,7 @@ def before_build(d: Dropin, opts) -> list[str]:
     if "accel" in d.machine_pairs:
         if d.accel_option is not None:
             raise DropinError('The -accel and "-machine accel=" options are incompatible')
-        lines: list[str] = []
+        lines = []
         try:
             opts.accel = _resolve_accel(d.machine_pairs["accel"], lines)
             d.accel_outcome = (lines, None)
@@ -476,7 +484,7 @@ def _resolve_accel_options(given: list[tuple[str, str]], out: list[str]) -> str:
 LEGACY_ACCEL_PROPS = frozenset({"accel", "kernel_irqchip", "kernel-irqchip", "kvm-shadow-mem", "igd-passthru"})
 
 
-def _check_machine_props(pairs: dict[str, str], machine, arch: str) -> None:
+def _check_machine_props(pairs: dict[str, str], machine: MachineType, arch: str) -> None:
     from ._qemu_argv_data import MACHINE_PROPS
     family = machine.family if machine.family in MACHINE_PROPS.get(arch, {}) else "none"
     known = MACHINE_PROPS[arch][family]
@@ -510,7 +518,7 @@ def memory_backends(objects: list[str]) -> dict[str, int]:
 
 def monitor_error(d: Dropin) -> DropinError | None:
     """The first ``-mon`` QEMU would refuse, or None."""
-    used: set[str] = set()
+    used: set[str | None] = set()
     for m in d.mons:
         o = m.opts
         if "mode" in o and o["mode"] not in ("readline", "control"):
@@ -535,7 +543,7 @@ def monitor_error(d: Dropin) -> DropinError | None:
     return None
 
 
-def memory_backend_error(d: Dropin, opts) -> DropinError | None:
+def memory_backend_error(d: Dropin, opts: LaunchOptions) -> DropinError | None:
     backend = d.machine_pairs.get("memory-backend")
     if backend is None:
         return None
@@ -553,7 +561,7 @@ def memory_backend_error(d: Dropin, opts) -> DropinError | None:
     return None
 
 
-def build_in_order(d: Dropin, opts, build):
+def build_in_order(d: Dropin, opts: LaunchOptions, build: Callable[[], BuiltMachine]) -> BuiltMachine:
     """Run ``build()`` (the VM model's start-up) with the checks QEMU makes after ``-smp`` slotted in
     where QEMU makes them: the accelerator list, then the monitors (before ``-cpu``), then the
     memory backend (after ``-cpu``).  Warnings of those stages end up in ``d.late_warnings``."""
@@ -575,7 +583,7 @@ def build_in_order(d: Dropin, opts, build):
     except ConfigError as e:
         if not late and not warn:
             raise
-        quiet = {"vcpu_threads": False} if hasattr(opts, "vcpu_threads") else {}
+        quiet: dict[str, Any] = {"vcpu_threads": False} if hasattr(opts, "vcpu_threads") else {}
         probe = replace(opts, cpu=None, objects=[], numa=[], devices=[], incoming=None, memory=None, **quiet)
         try:
             build_machine(probe)
@@ -598,7 +606,7 @@ def build_in_order(d: Dropin, opts, build):
     return built
 
 
-def after_build(d: Dropin, opts) -> list[str]:
+def after_build(d: Dropin, opts: LaunchOptions) -> list[str]:
     """Warnings QEMU prints once the machine is created (``-global`` of unknown classes)."""
     from ._qemu_argv_data import DEVICE_TYPES
     known = set(DEVICE_TYPES.get(opts.arch, ()))
@@ -702,7 +710,7 @@ class Daemon:
     >>> # d = Daemon(); if d.fork_and_wait_in_parent() is not None: sys.exit(it) ... (see cli.serve)
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._w: int | None = None
 
     def start(self) -> int | None:
@@ -767,7 +775,7 @@ def regenerate_data(out_path: str | None = None) -> str:
     import tempfile
     import time
 
-    def session(binary, machine):
+    def session(binary: str, machine: str) -> tuple[subprocess.Popen[bytes], Callable[..., Any], str]:
         tmp = tempfile.mkdtemp()
         path = os.path.join(tmp, "q.sock")
         p = subprocess.Popen([binary, "-S", "-nodefaults", "-display", "none", "-accel", "tcg", "-machine", machine,
@@ -782,7 +790,7 @@ def regenerate_data(out_path: str | None = None) -> str:
         f = s.makefile("rwb")
         f.readline()
 
-        def ex(cmd, args=None):
+        def ex(cmd: str, args: dict[str, Any] | None = None) -> Any:
             f.write(json.dumps({"execute": cmd, **({"arguments": args} if args else {})}).encode() + b"\n")
             f.flush()
             while True:
@@ -792,8 +800,8 @@ def regenerate_data(out_path: str | None = None) -> str:
         ex("qmp_capabilities")
         return p, ex, tmp
 
-    props: dict = {}
-    types: dict = {}
+    props: dict[str, dict[str, dict[str, str]]] = {}
+    types: dict[str, list[str]] = {}
     for binary, fams in (("qemu-system-x86_64", {"pc": "pc-i440fx-7.2-machine", "q35": "pc-q35-7.2-machine",
                                                  "none": "none-machine"}),
                          ("qemu-system-ppc64", {"pseries": "pseries-7.2-machine", "none": "none-machine"}),

@@ -33,8 +33,14 @@ import signal
 import stat
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
-from .cli import die_of_signal, prepare, program_name
+from .cli import Prepared, die_of_signal, prepare, program_name
+
+if TYPE_CHECKING:
+    from .qmp.protocol import Monitor
+    from .qmp.server import QMPServer
 
 log = logging.getLogger("cpuhot.fleet")
 
@@ -149,18 +155,18 @@ def raise_fd_limit(needed: int) -> None:
 class Fleet:
     """N prepared VMs and their servers, on one event loop."""
 
-    def __init__(self, prepared: list, names: list[str], directory: str, prog: str):
+    def __init__(self, prepared: list[Prepared], names: list[str], directory: str, prog: str):
         self.prepared = prepared
         self.names = names
         self.directory = directory
         self.prog = prog
-        self.servers: list = []
+        self.servers: list[QMPServer] = []
         self.paths: list[str] = []
 
-    def _sink(self, name: str):
+    def _sink(self, name: str) -> Callable[[list[tuple[bool, str]]], None]:
         prog = self.prog
 
-        def sink(lines):
+        def sink(lines: list[tuple[bool, str]]) -> None:
             sys.stderr.write("".join(f"{prog}: {name}: {text}\n" if prefixed else f"{name}: {text}\n"
                                      for prefixed, text in lines))
             sys.stderr.flush()
@@ -169,7 +175,8 @@ class Fleet:
     async def start(self) -> None:
         from .qmp.server import Endpoint, QMPServer
         for prepared, name in zip(self.prepared, self.names):
-            server = QMPServer(prepared.monitor, name=name, stderr_sink=self._sink(name))
+            monitor = cast("Monitor", prepared.monitor)     # prepare() builds one whenever exit_code is None
+            server = QMPServer(monitor, name=name, stderr_sink=self._sink(name))
             path = os.path.join(self.directory, f"{name}.qmp")
             self.servers.append(server)
             await server.listen(Endpoint("unix", path=path))
@@ -191,12 +198,13 @@ class Fleet:
         await asyncio.gather(*(s.close() for s in self.servers), return_exceptions=True)
 
 
-def build(count: int, first: int, serve_argv: list[str], prog: str):
+def build(count: int, first: int, serve_argv: list[str],
+          prog: str) -> tuple[list[str], list[Prepared], str, str, int | None]:
     """Prepare every VM; returns (names, prepared list, stderr of the first, exit code or None)."""
     width = max(4, len(str(first + count - 1)))
     names = [f"vm-{k:0{width}d}" for k in range(first, first + count)]
     named = _has_name(serve_argv)
-    prepared = []
+    prepared: list[Prepared] = []
     for name in names:
         argv = serve_argv if named else [*serve_argv, "-name", name]
         p = prepare(argv, prog=prog, default_endpoint=False)
@@ -256,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                 pass
 
 
-async def _main(prepared, names, directory: str, prog: str, *, summary: bool, started: float) -> int:
+async def _main(prepared: list[Prepared], names: list[str], directory: str, prog: str, *, summary: bool,
+                started: float) -> int:
     fleet = Fleet(prepared, names, directory, prog)
     try:
         await fleet.start()

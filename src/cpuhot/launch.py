@@ -41,16 +41,22 @@ import sys
 import tempfile
 import threading
 import weakref
-from typing import Sequence
+from collections.abc import Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Sequence, cast
 
-from .cli import prepare
+from .cli import Prepared, prepare
 from .machine.errors import CpuhotError
+
+if TYPE_CHECKING:
+    from .client import QMPClient
+    from .machine.vm import VirtualMachine
+    from .qmp.protocol import Monitor
 
 #: seconds to wait for a VM to listen
 START_TIMEOUT = 30.0
 
 
-def terminate(proc: "subprocess.Popen", timeout: float = 10.0) -> int:
+def terminate(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
     """SIGTERM a child, SIGKILL it if it has not exited after ``timeout`` seconds; its exit status."""
     if proc.poll() is None:
         proc.terminate()
@@ -70,10 +76,14 @@ class LaunchError(CpuhotError):
         self.stderr = stderr
 
 
-def build_argv(machine=None, smp=None, cpu=None, memory=None, numa=(), devices=(), accel=None,
-               paused=False, compat=None, arch=None, guest=None, name=None, uuid=None, seed=None, clock=None,
-               trace=None, objects=(), extra: Sequence[str] = (), guest_agent=None, agent_mode=None,
-               guest_os=None, guest_onlining=None) -> list[str]:
+def build_argv(machine: str | None = None, smp: str | int | None = None, cpu: str | None = None,
+               memory: str | int | None = None, numa: Iterable[str] = (), devices: Iterable[str] = (),
+               accel: str | None = None, paused: bool = False, compat: str | None = None, arch: str | None = None,
+               guest: str | None = None, name: str | None = None, uuid: str | None = None, seed: int | None = None,
+               clock: str | None = None, trace: str | os.PathLike[str] | None = None, objects: Iterable[str] = (),
+               extra: Sequence[str] = (), guest_agent: str | os.PathLike[str] | None = None,
+               agent_mode: str | None = None, guest_os: str | None = None,
+               guest_onlining: str | None = None) -> list[str]:
     """The ``serve`` argv for :func:`launch`'s keywords (``extra`` is appended as is)."""
     argv: list[str] = []
     if machine:
@@ -117,7 +127,7 @@ def build_argv(machine=None, smp=None, cpu=None, memory=None, numa=(), devices=(
     return argv + list(extra)
 
 
-def _cleanup(stop, tmpdir) -> None:
+def _cleanup(stop: Callable[[], None] | None, tmpdir: str | None) -> None:
     try:
         if stop is not None:
             stop()
@@ -133,8 +143,9 @@ class RunningVM:
     :meth:`client` opens a negotiated :class:`cpuhot.client.QMPClient`.
     """
 
-    def __init__(self, qmp_path: str, *, stderr: str = "", monitor=None, stop=None, tmpdir=None, process=None,
-                 argv: Sequence[str] = ()):
+    def __init__(self, qmp_path: str, *, stderr: str = "", monitor: Monitor | None = None,
+                 stop: Callable[[], None] | None = None, tmpdir: str | None = None,
+                 process: subprocess.Popen[str] | None = None, argv: Sequence[str] = ()):
         self.qmp_path = qmp_path
         self.stderr = stderr
         self.monitor = monitor
@@ -148,7 +159,7 @@ class RunningVM:
         return f"unix:{self.qmp_path}"
 
     @property
-    def vm(self):
+    def vm(self) -> VirtualMachine:
         """The in-process machine model; a VM in a subprocess has none here (RuntimeError)."""
         if self.monitor is None:
             raise RuntimeError("this VM runs in a subprocess (subprocess=True or --cpuhot-subprocess): its "
@@ -159,7 +170,7 @@ class RunningVM:
     def running(self) -> bool:
         return self._finalizer.alive and (self.process is None or self.process.poll() is None)
 
-    def client(self, **kw):
+    def client(self, **kw: Any) -> QMPClient:
         """A new negotiated QMP connection (``cpuhot.client.QMPClient``); close it (or use ``with``)."""
         from .client import QMPClient
         return QMPClient(self.qmp_address, **kw)
@@ -171,13 +182,13 @@ class RunningVM:
     def __enter__(self) -> "RunningVM":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     async def __aenter__(self) -> "RunningVM":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.stop)
 
     def __repr__(self) -> str:
@@ -210,7 +221,7 @@ def launch_argv(argv: Sequence[str], *, subprocess_: bool = False, prog: str = "
         raise
 
 
-def launch(*, subprocess: bool = False, qmp_path: str | None = None, **kw) -> RunningVM:
+def launch(*, subprocess: bool = False, qmp_path: str | None = None, **kw: Any) -> RunningVM:
     """Start a VM; returns once its QMP socket listens.
 
     Keywords: ``machine``, ``smp``, ``cpu``, ``memory``, ``objects``, ``numa``, ``devices``,
@@ -245,23 +256,26 @@ class _AsyncLaunch:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
             # cancelled while starting: stop the VM once it is up, then re-raise
-            fut.add_done_callback(lambda f: f.exception() is None and f.result().stop())
+            def stop_when_up(f: asyncio.Future[RunningVM]) -> None:
+                if f.exception() is None:
+                    f.result().stop()
+            fut.add_done_callback(stop_when_up)
             raise
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, RunningVM]:
         return self._start().__await__()
 
     async def __aenter__(self) -> RunningVM:
         self._vm = await self._start()
         return self._vm
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         if self._vm is not None:
             await self._vm.__aexit__(*exc)
             self._vm = None
 
 
-def launch_async(*, subprocess: bool = False, qmp_path: str | None = None, **kw) -> _AsyncLaunch:
+def launch_async(*, subprocess: bool = False, qmp_path: str | None = None, **kw: Any) -> _AsyncLaunch:
     """:func:`launch` for asyncio code: ``async with cpuhot.launch_async(...) as vm:``.
 
     Starting and stopping run in the loop's default executor, so the event loop never
@@ -277,18 +291,19 @@ def launch_async(*, subprocess: bool = False, qmp_path: str | None = None, **kw)
     return _AsyncLaunch(build_argv(**kw), subprocess, qmp_path)
 
 
-def _launch_thread(prepared, qmp_path: str, tmpdir, argv=()) -> RunningVM:
+def _launch_thread(prepared: Prepared, qmp_path: str, tmpdir: str | None, argv: Sequence[str] = ()) -> RunningVM:
     from .qmp.server import QMPServer
+    monitor = cast("Monitor", prepared.monitor)      # prepare() builds one whenever exit_code is None
     ready = threading.Event()
-    state: dict = {}
+    state: dict[str, Any] = {}
     tracer = None
     if prepared.args is not None and prepared.args.trace_file:
         from .trace import Tracer
-        tracer = Tracer(prepared.args.trace_file, argv=argv, prog="cpuhot")
+        tracer = Tracer(prepared.args.trace_file, argv=list(argv), prog="cpuhot")
 
     def run() -> None:
         async def main() -> None:
-            server = QMPServer(prepared.monitor, tracer=tracer)
+            server = QMPServer(monitor, tracer=tracer)
             state["server"] = server
             state["loop"] = asyncio.get_running_loop()
             try:
@@ -320,11 +335,11 @@ def _launch_thread(prepared, qmp_path: str, tmpdir, argv=()) -> RunningVM:
     if not ready.wait(START_TIMEOUT) or "error" in state or "stop" not in state:
         stop_thread(state, thread)
         raise state.get("error") or LaunchError(1, "cpuhot: the VM did not start listening\n")
-    return RunningVM(qmp_path, stderr=prepared.stderr, monitor=prepared.monitor,
+    return RunningVM(qmp_path, stderr=prepared.stderr, monitor=monitor,
                      stop=lambda: stop_thread(state, thread), tmpdir=tmpdir, argv=argv)
 
 
-def stop_thread(state: dict, thread: threading.Thread) -> None:
+def stop_thread(state: dict[str, Any], thread: threading.Thread) -> None:
     loop, stop = state.get("loop"), state.get("stop")
     if loop is not None and stop is not None and not loop.is_closed():
         try:
@@ -334,22 +349,24 @@ def stop_thread(state: dict, thread: threading.Thread) -> None:
     thread.join(10)
 
 
-def _launch_subprocess(argv, qmp_path: str, tmpdir) -> RunningVM:
+def _launch_subprocess(argv: list[str], qmp_path: str, tmpdir: str | None) -> RunningVM:
     errfile = tempfile.TemporaryFile(mode="w+")      # a file, not a pipe: a chatty VM never blocks on it
     proc = subprocess.Popen([sys.executable, "-m", "cpuhot", "serve", *argv], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=errfile, text=True)
-    line = proc.stdout.readline()
+    assert proc.stdout is not None          # stdout=PIPE
+    stdout = proc.stdout
+    line = stdout.readline()
     if not line:
         code = proc.wait()
         errfile.seek(0)
         err = errfile.read()
-        proc.stdout.close()
+        stdout.close()
         errfile.close()
         raise LaunchError(code, err)
 
     def stop() -> None:
         terminate(proc)
-        proc.stdout.close()
+        stdout.close()
         errfile.close()
 
     errfile.seek(0)

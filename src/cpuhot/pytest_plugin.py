@@ -26,10 +26,16 @@ those of :func:`cpuhot.launch`: ``machine``, ``smp``, ``cpu``, ``guest``, ``comp
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
+if TYPE_CHECKING:
+    from .launch import RunningVM
 
-def pytest_addoption(parser) -> None:
+
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("cpuhot", "cpuhot simulated VMs")
     group.addoption("--cpuhot-guest", default=None, metavar="MODE",
                     help="guest mode of cpuhot_vm / cpuhot_factory VMs (none, cooperative[:DELAY], slow:S, "
@@ -40,7 +46,7 @@ def pytest_addoption(parser) -> None:
                     help="compatibility profile of the VMs (cpuhot, qemu-7.2, ...)")
 
 
-def pytest_configure(config) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cpuhot(**launch_kwargs): how cpuhot_vm is started "
                                        "(machine=, smp=, guest=, compat=, ... as cpuhot.launch takes)")
 
@@ -48,11 +54,11 @@ def pytest_configure(config) -> None:
 class CpuhotFactory:
     """Starts VMs with the session's defaults; :meth:`stop_all` stops every one it started."""
 
-    def __init__(self, defaults: dict):
+    def __init__(self, defaults: dict[str, Any]):
         self.defaults = dict(defaults)
-        self.started: list = []
+        self.started: list[RunningVM] = []
 
-    def __call__(self, **kw):
+    def __call__(self, **kw: Any) -> RunningVM:
         from .launch import launch
         options = {**self.defaults, **kw}
         vm = launch(**options)
@@ -64,8 +70,8 @@ class CpuhotFactory:
             self.started.pop().stop()
 
 
-def _defaults(config) -> dict:
-    d: dict = {}
+def _defaults(config: pytest.Config) -> dict[str, Any]:
+    d: dict[str, Any] = {}
     if config.getoption("cpuhot_guest", None):
         d["guest"] = config.getoption("cpuhot_guest")
     if config.getoption("cpuhot_subprocess", False):
@@ -76,7 +82,7 @@ def _defaults(config) -> dict:
 
 
 @pytest.fixture
-def cpuhot_factory(request):
+def cpuhot_factory(request: pytest.FixtureRequest) -> Iterator[CpuhotFactory]:
     """``cpuhot_factory(**launch_kwargs)`` -> a running VM; all are stopped after the test."""
     factory = CpuhotFactory(_defaults(request.config))
     yield factory
@@ -84,9 +90,9 @@ def cpuhot_factory(request):
 
 
 @pytest.fixture
-def cpuhot_vm(request, cpuhot_factory):
+def cpuhot_vm(request: pytest.FixtureRequest, cpuhot_factory: CpuhotFactory) -> RunningVM:
     """A running VM configured by ``@pytest.mark.cpuhot(...)`` and/or indirect parametrisation."""
-    kw: dict = {}
+    kw: dict[str, Any] = {}
     for marker in reversed(list(request.node.iter_markers("cpuhot"))):   # module, class, then the test
         if marker.args:
             kw["machine"] = marker.args[0]

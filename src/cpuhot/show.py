@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 from .client import QMPClient, QMPError
 
@@ -31,10 +32,11 @@ SVG_TEXT = {"present": "#ffffff", "empty": "#616161", "pending-unplug": "#212121
 
 # -- getting the tree --------------------------------------------------------------------------
 
-def fetch_topology(qmp: QMPClient) -> dict:
+def fetch_topology(qmp: QMPClient) -> dict[str, Any]:
     """``x-cpuhot-topology`` where the server has it, else the same tree from the standard queries."""
     try:
-        return qmp.execute("x-cpuhot-topology")
+        tree: dict[str, Any] = qmp.execute("x-cpuhot-topology")
+        return tree
     except QMPError as e:
         if e.error_class != "CommandNotFound":
             raise
@@ -51,7 +53,8 @@ def fetch_topology(qmp: QMPClient) -> dict:
     return tree_from_queries(hotpluggable, cpus, machine=machine, arch=arch)
 
 
-def tree_from_queries(hotpluggable: list[dict], cpus: list[dict], *, machine: str = "", arch: str = "") -> dict:
+def tree_from_queries(hotpluggable: list[dict[str, Any]], cpus: list[dict[str, Any]], *, machine: str = "",
+                      arch: str = "") -> dict[str, Any]:
     """Build the ``x-cpuhot-topology`` tree from what any QEMU answers (no arch-id, no pending state)."""
     entries = list(reversed(hotpluggable))          # QEMU lists the highest slot first
     by_path: dict[str, list[int]] = {}
@@ -60,7 +63,7 @@ def tree_from_queries(hotpluggable: list[dict], cpus: list[dict], *, machine: st
         by_path.setdefault(path, []).append(c["cpu-index"])
         if "/thread[" in path:
             by_path.setdefault(path.rsplit("/", 1)[0], []).append(c["cpu-index"])
-    sockets: dict = {}
+    sockets: dict[int, Any] = {}
     counts = {s: 0 for s in STATES}
     granularity = "thread"
     per_core = max([e.get("vcpus-count", 1) for e in entries] or [1])
@@ -71,7 +74,7 @@ def tree_from_queries(hotpluggable: list[dict], cpus: list[dict], *, machine: st
         else:
             granularity = "core"
             s, d, c = p.get("socket-id", 0), p.get("die-id", 0), p.get("core-id", n * per_core) // per_core
-        slot: dict = {"slot": n, "state": "present" if "qom-path" in e else "empty", "type": e["type"],
+        slot: dict[str, Any] = {"slot": n, "state": "present" if "qom-path" in e else "empty", "type": e["type"],
                       "vcpus-count": e.get("vcpus-count", 1), "props": p}
         if "node-id" in p:
             slot["node-id"] = p["node-id"]
@@ -96,7 +99,7 @@ def tree_from_queries(hotpluggable: list[dict], cpus: list[dict], *, machine: st
 # -- text -------------------------------------------------------------------------------------
 
 def _ranges(numbers: list[int]) -> str:
-    out = []
+    out: list[list[int]] = []
     for n in numbers:
         if out and out[-1][1] == n - 1:
             out[-1][1] = n
@@ -105,7 +108,7 @@ def _ranges(numbers: list[int]) -> str:
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
 
 
-def slot_label(slot: dict) -> str:
+def slot_label(slot: dict[str, Any]) -> str:
     """``cpu 3 vcpu3`` for a present x86 CPU, ``cpus 8-15`` for an sPAPR core, ``apic 5`` when empty."""
     if slot["state"] == "empty":
         if "arch-id" in slot:
@@ -122,7 +125,7 @@ def slot_label(slot: dict) -> str:
     return text
 
 
-def _header(tree: dict) -> str:
+def _header(tree: dict[str, Any]) -> str:
     t = tree.get("topology") or {}
     parts = [p for p in (tree.get("machine"), tree.get("arch")) if p]
     if t:
@@ -133,7 +136,7 @@ def _header(tree: dict) -> str:
     return " · ".join(parts)
 
 
-def render_text(tree: dict, *, color: bool = False) -> str:
+def render_text(tree: dict[str, Any], *, color: bool = False) -> str:
     """The topology as lines of text (ANSI colours if ``color``)."""
     def paint(state: str, text: str) -> str:
         return f"{ANSI[state]}{text}{ANSI['reset']}" if color else text
@@ -161,7 +164,7 @@ def render_text(tree: dict, *, color: bool = False) -> str:
 
 # -- SVG -------------------------------------------------------------------------------------
 
-def render_svg(tree: dict) -> str:
+def render_svg(tree: dict[str, Any]) -> str:
     """The topology as a standalone SVG document."""
     slot_w, slot_h, gap, pad, label_h = 96, 44, 6, 10, 18
     max_row_w = 1100
@@ -170,7 +173,7 @@ def render_svg(tree: dict) -> str:
     y = 62
     width = 640
 
-    def esc(text) -> str:
+    def esc(text: object) -> str:
         return html.escape(str(text), quote=True)
 
     multi_die = any(len(so["dies"]) > 1 for so in tree["sockets"])
@@ -247,7 +250,7 @@ def _use_color(mode: str) -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
-def _fingerprint(tree: dict) -> str:
+def _fingerprint(tree: dict[str, Any]) -> str:
     return json.dumps(tree, sort_keys=True)
 
 
@@ -287,7 +290,7 @@ def main(argv: list[str]) -> int:
         qmp.close()
 
 
-def _emit(tree: dict, ns, color: bool, redraw: bool) -> None:
+def _emit(tree: dict[str, Any], ns: argparse.Namespace, color: bool, redraw: bool) -> None:
     if ns.json:
         text = json.dumps(tree, indent=2) + "\n"
     else:
@@ -305,7 +308,7 @@ def _emit(tree: dict, ns, color: bool, redraw: bool) -> None:
         os.replace(tmp, ns.svg)
 
 
-def _run(qmp: QMPClient, ns, color: bool) -> int:
+def _run(qmp: QMPClient, ns: argparse.Namespace, color: bool) -> int:
     tree = fetch_topology(qmp)
     _emit(tree, ns, color, redraw=False)
     if not ns.watch:

@@ -33,9 +33,15 @@ import sys
 import os
 import threading
 import time
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable, TextIO, cast
 
 from .qmp.framing import encode
+
+if TYPE_CHECKING:
+    from .qmp.protocol import Session
+
+#: one line of a trace file: a JSON object (``t``, ``dir``, ``client``, ``raw``/``raw_base64``, ...)
+Record = dict[str, Any]
 
 DEFAULT_VOLATILE_KEYS = ("timestamp", "thread-id", "package")
 DEFAULT_VOLATILE_PATTERNS = (r"thread_id=\d+",)
@@ -56,27 +62,28 @@ class Tracer:
             os.fchmod(fd, 0o600)          # an existing file keeps its mode otherwise
         except OSError:
             pass
-        self._f = open(fd, "w", encoding="utf-8")
+        self._f: TextIO | None = open(fd, "w", encoding="utf-8")
         self._lock = threading.Lock()
         self._write({"t": time.time(), "dir": "meta", "argv": list(argv or []), "prog": prog,
                      "cpuhot": __version__})
 
-    def _write(self, record: dict) -> None:
+    def _write(self, record: Record) -> None:
         with self._lock:
             if self._f is None:
                 return
             self._f.write(json.dumps(record) + "\n")
             self._f.flush()
 
-    def __call__(self, direction: str, session, payload) -> None:
+    def __call__(self, direction: str, session: Session | None, payload: object) -> None:
         number = session.number if session is not None else None
-        record: dict = {"t": time.time()}
+        record: Record = {"t": time.time()}
         if direction == "recv":
             record.update({"dir": "in", "client": number})
+            data = cast(bytes, payload)      # "recv" carries the raw bytes (QMPServer.trace)
             try:
-                record["raw"] = payload.decode("utf-8")
+                record["raw"] = data.decode("utf-8")
             except UnicodeDecodeError:
-                record["raw_base64"] = base64.b64encode(payload).decode("ascii")
+                record["raw_base64"] = base64.b64encode(data).decode("ascii")
         elif direction == "out":
             record.update({"dir": "out", "client": number,
                            "raw": encode(payload).decode("ascii", "replace").rstrip("\r\n")})
@@ -93,8 +100,8 @@ class Tracer:
                 self._f = None
 
 
-def load(path: str) -> list[dict]:
-    records = []
+def load(path: str) -> list[Record]:
+    records: list[Record] = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
@@ -107,13 +114,14 @@ def load(path: str) -> list[dict]:
     return records
 
 
-def input_bytes(record: dict) -> bytes:
+def input_bytes(record: Record) -> bytes:
     if "raw_base64" in record:
         return base64.b64decode(record["raw_base64"])
-    return record["raw"].encode("utf-8")
+    raw: str = record["raw"]
+    return raw.encode("utf-8")
 
 
-def trace_argv(records: Iterable[dict]) -> list[str]:
+def trace_argv(records: Iterable[Record]) -> list[str]:
     """The server command line a trace was recorded with (its ``meta`` record)."""
     for r in records:
         if r.get("dir") == "meta":
@@ -128,7 +136,8 @@ def trace_argv(records: Iterable[dict]) -> list[str]:
 STABLE_PARENTS = frozenset({"props"})
 
 
-def normalize(value, keys: frozenset[str], patterns: list[re.Pattern], parent: str | None = None):
+def normalize(value: object, keys: frozenset[str], patterns: list[re.Pattern[str]],
+              parent: str | None = None) -> object:
     if isinstance(value, dict):
         volatile = keys if parent not in STABLE_PARENTS else frozenset()
         return {k: (PLACEHOLDER if k in volatile else normalize(v, keys, patterns, k)) for k, v in value.items()}
@@ -140,24 +149,24 @@ def normalize(value, keys: frozenset[str], patterns: list[re.Pattern], parent: s
     return value
 
 
-def _parse(text: str):
+def _parse(text: str) -> object:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
 
 
-def _pretty(value) -> list[str]:
+def _pretty(value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
     return json.dumps(value, indent=2, sort_keys=False).splitlines()
 
 
-def _is_event(msg) -> bool:
+def _is_event(msg: object) -> bool:
     return isinstance(msg, dict) and "event" in msg
 
 
-def windows_match(expected: list, got: list) -> bool:
+def windows_match(expected: list[object], got: list[object]) -> bool:
     """Equal in order, or equal with events allowed to move relative to replies."""
     if expected == got:
         return True
@@ -174,7 +183,7 @@ def windows_match(expected: list, got: list) -> bool:
 
 
 class Difference:
-    def __init__(self, where: str, sent: str | None, expected: list, got: list):
+    def __init__(self, where: str, sent: str | None, expected: list[object], got: list[object]):
         self.where = where
         self.sent = sent
         self.expected = expected
@@ -204,7 +213,7 @@ class _Conn:
         self.sock = connect(address, timeout)
         self.reader = LineReader(self.sock)
 
-    def read(self, timeout: float):
+    def read(self, timeout: float) -> str | None:
         line = self.reader.read_line(timeout)
         return None if line is None else line.decode("utf-8", "replace")
 
@@ -216,7 +225,7 @@ class _Conn:
 
 
 class Replayer:
-    def __init__(self, records: list[dict], address: str, *, timeout: float = 5.0, speed: float = 1.0,
+    def __init__(self, records: list[Record], address: str, *, timeout: float = 5.0, speed: float = 1.0,
                  volatile_keys: Iterable[str] = DEFAULT_VOLATILE_KEYS,
                  volatile_patterns: Iterable[str] = DEFAULT_VOLATILE_PATTERNS, quiet_wait: float = 0.1):
         self.records = records
@@ -229,25 +238,25 @@ class Replayer:
         self.compared = 0
         self.differences: list[Difference] = []
 
-    def _norm(self, text: str):
+    def _norm(self, text: str) -> object:
         return normalize(_parse(text), self.keys, self.patterns)
 
     def run(self) -> list[Difference]:
         conns: dict[int, _Conn] = {}
-        pending: dict[int, list[dict]] = {}
+        pending: dict[int, list[Record]] = {}
         last_sent: dict[int, str] = {}
         clock_trace = None      # trace time of the previous input
-        clock_real = None
+        clock_real = 0.0        # set with clock_trace
         step = 0
 
-        def flush_all():
+        def flush_all() -> None:
             for client in list(pending):
                 self._compare_window(client, conns.get(client), pending.pop(client), last_sent.get(client), step)
 
         try:
             for rec in self.records:
                 kind = rec.get("dir")
-                client = rec.get("client")
+                client: Any = rec.get("client")         # a client number (recorded JSON)
                 if kind == "out":
                     pending.setdefault(client, []).append(rec)
                     continue
@@ -292,9 +301,10 @@ class Replayer:
                 conn.close()
         return self.differences
 
-    def _compare_window(self, client, conn, expected_recs, sent, step) -> None:
+    def _compare_window(self, client: int, conn: _Conn | None, expected_recs: list[Record], sent: str | None,
+                        step: int) -> None:
         expected = [self._norm(r["raw"]) for r in expected_recs]
-        got = []
+        got: list[object] = []
         if conn is not None:
             for _ in expected:
                 line = conn.read(self.timeout)
@@ -306,7 +316,7 @@ class Replayer:
             self.differences.append(Difference(f"step {step}, client {client}", sent, expected, got))
 
 
-def replay(path_or_records, address: str, **kw) -> Replayer:
+def replay(path_or_records: str | Iterable[Record], address: str, **kw: Any) -> Replayer:
     """Replay a trace against ``address``; the returned :class:`Replayer` has ``differences``."""
     records = load(path_or_records) if isinstance(path_or_records, str) else list(path_or_records)
     r = Replayer(records, address, **kw)

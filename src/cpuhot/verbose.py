@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
+
+if TYPE_CHECKING:
+    from .qmp.protocol import Session
 
 MAX_LINE = 400
 
@@ -33,7 +36,7 @@ class ConnectionLog:
         stream.write(f"{self.prog}: {text}\n")
         stream.flush()
 
-    def __call__(self, direction: str, session, payload) -> None:
+    def __call__(self, direction: str, session: Session | None, payload: object) -> None:
         number = session.number if session is not None else "-"
         if direction == "open":
             peer = getattr(session, "peer", "")
@@ -50,9 +53,10 @@ class ConnectionLog:
             self._line(f"client {number} <- {json.dumps(payload, default=str)}")
 
 
-def chain_tracers(*tracers: Callable[[str, object, object], None]) -> Callable[[str, object, object], None]:
+def chain_tracers(*tracers: Callable[[str, Session | None, object], None]
+                  ) -> Callable[[str, Session | None, object], None]:
     """One tracer that calls each of ``tracers`` in turn (``--trace FILE`` and ``-v`` together)."""
-    def call(direction: str, session, payload) -> None:
+    def call(direction: str, session: Session | None, payload: object) -> None:
         for t in tracers:
             t(direction, session, payload)
     return call

@@ -39,17 +39,50 @@ qemu-ga answers a disabled command.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from .clock import Clock, Timers
 from .errors import CommandNotFound, GenericError, QMPError
+from .guest import Guest
 from .release import data_text
+from .slots import VCpu
 
 AGENT_PORT_NAME = "org.qemu.guest_agent.0"
 AGENT_MODES = ("answering", "never", "late", "absent")
 GUEST_OSES = ("linux", "windows")
 #: the 0xFF byte qemu-ga writes before the reply of guest-sync-delimited
 SENTINEL = b"\xff"
+
+
+class _HasArch(Protocol):
+    @property
+    def arch(self) -> str: ...
+
+
+class AgentHost(Protocol):
+    """What the agent needs of its VM (:class:`cpuhot.machine.vm.VirtualMachine`, which imports
+    this module for its ``agent`` attribute)."""
+
+    @property
+    def runstate(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def vcpus(self) -> list[VCpu]: ...
+    @property
+    def guest(self) -> Guest: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def timers(self) -> Timers: ...
+    @property
+    def policy(self) -> _HasArch: ...
+
+    def emit(self, name: str, data: dict[str, Any] | None = None) -> None: ...
+
+    def guest_shutdown_request(self, *, reboot: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -83,19 +116,20 @@ class AgentMode:
 class Reply:
     """What the agent writes for one request: a message (None: nothing), after ``delay`` seconds."""
 
-    message: dict | None
+    message: dict[str, Any] | None
     sentinel: bool = False
     delay: float = 0.0
 
 
-def _table(release: str) -> dict:
-    return json.loads(data_text(release, "qemu-ga.json"))
+def _table(release: str) -> dict[str, Any]:
+    table: dict[str, Any] = json.loads(data_text(release, "qemu-ga.json"))
+    return table
 
 
 class GuestAgent:
     """qemu-ga inside the guest of one VM, on the virtserialport ``port_id``."""
 
-    def __init__(self, vm, *, port_id: str = "channel0", chardev_id: str = "charchannel0",
+    def __init__(self, vm: AgentHost, *, port_id: str = "channel0", chardev_id: str = "charchannel0",
                  mode: AgentMode | str = "answering", os: str = "linux"):
         if os not in GUEST_OSES:
             raise ValueError(f"unknown guest OS '{os}' (one of: {', '.join(GUEST_OSES)})")
@@ -141,7 +175,7 @@ class GuestAgent:
         elif self.vm.guest.booted and self.vm.runstate == "running":
             self.set_open(True)
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         return {"mode": str(self.mode), "os": self.os, "open": self.open, "answering": self.answering,
                 "port": self.port_id, "chardev": self.chardev_id, "version": self.version}
 
@@ -157,14 +191,14 @@ class GuestAgent:
         except _NoResponse:
             return Reply(None, delay=self.mode.delay)
         except QMPError as err:
-            reply: dict = {"error": err.to_qmp()}
+            reply: dict[str, Any] = {"error": err.to_qmp()}
         else:
             reply = {"return": {} if ret is None else ret}
         if has_id:
             reply["id"] = msg["id"]          # qemu-ga puts the id after the return
         return Reply(reply, sentinel=sentinel, delay=self.mode.delay)
 
-    def _dispatch(self, name: str, arguments: dict) -> Any:
+    def _dispatch(self, name: str, arguments: dict[str, Any]) -> object:
         handler = _COMMANDS.get(name)
         if name not in self.command_names:        # not in this qemu-ga release
             raise CommandNotFound(f"The command {name} has not been found")
@@ -175,19 +209,19 @@ class GuestAgent:
         return fn(self, **kwargs)
 
     # -- the guest's vCPUs -------------------------------------------------------------------
-    def can_offline(self, vcpu) -> bool:
+    def can_offline(self, vcpu: VCpu) -> bool:
         """Whether the vCPU has an ``online`` file (Linux: every vCPU but 0; Windows: none)."""
         return self.os == "linux" and vcpu.cpu_index != 0
 
-    def guest_vcpus(self) -> list:
+    def guest_vcpus(self) -> list[VCpu]:
         """The vCPUs the guest has (a ``cpuN`` directory each): the VM's vCPUs; logical id = cpu-index."""
         return sorted(self.vm.vcpus, key=lambda v: v.cpu_index, reverse=True)
 
-    def get_vcpus(self) -> list[dict]:
+    def get_vcpus(self) -> list[dict[str, Any]]:
         return [{"online": v.online, "can-offline": self.can_offline(v), "logical-id": v.cpu_index}
                 for v in self.guest_vcpus()]
 
-    def set_vcpus(self, vcpus: list[dict]) -> int:
+    def set_vcpus(self, vcpus: list[dict[str, Any]]) -> int:
         """qemu-ga's rule: apply entries in order until one fails; return how many were applied;
         an error only when the very first one fails."""
         if self.os == "windows":
@@ -217,7 +251,7 @@ class _NoResponse(Exception):
     """A command with ``success-response`` false succeeded: qemu-ga writes nothing."""
 
 
-def _check_request(msg: Any) -> tuple[str, dict]:
+def _check_request(msg: Any) -> tuple[str, dict[str, Any]]:
     """qemu-ga's envelope checks (QEMU's qmp_dispatch, without OOB): the texts QEMU uses."""
     if not isinstance(msg, dict):
         raise GenericError("QMP input must be a JSON object")
@@ -248,9 +282,13 @@ def _type_ok(kind: str, value: Any) -> bool:
 _TYPE_NAMES = {"int": "integer", "bool": "boolean", "str": "string"}
 
 
-def _marshal(params: tuple, arguments: dict, prefix: str = "") -> dict:
+#: one parameter of an agent command: (name, type, optional)
+_Param = tuple[str, str, bool]
+
+
+def _marshal(params: tuple[_Param, ...], arguments: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """QEMU's strict input visitor: members in schema order, then unexpected ones."""
-    out = {}
+    out: dict[str, Any] = {}
     for name, kind, optional in params:
         where = f"{prefix}{name}"
         if name not in arguments:
@@ -280,11 +318,11 @@ def _marshal(params: tuple, arguments: dict, prefix: str = "") -> dict:
 _VCPU = (("logical-id", "int", False), ("online", "bool", False), ("can-offline", "bool", True))
 
 
-def _sync(agent, id):
+def _sync(agent: GuestAgent, id: int) -> int:
     return id
 
 
-def _info(agent):
+def _info(agent: GuestAgent) -> dict[str, Any]:
     implemented = set(_COMMANDS)
     return {"version": agent.version,
             "supported_commands": [{"enabled": n in implemented, "name": n,
@@ -292,7 +330,7 @@ def _info(agent):
                                    for n in agent.command_names]}
 
 
-def _osinfo(agent):
+def _osinfo(agent: GuestAgent) -> dict[str, str]:
     machine = "x86_64" if agent.vm.policy.arch == "x86_64" else "ppc64le"
     if agent.os == "windows":     # inferred from qemu-ga's Windows sources
         return {"name": "Microsoft Windows", "kernel-release": "20348", "version": "Microsoft Windows Server 2022",
@@ -303,15 +341,15 @@ def _osinfo(agent):
             "kernel-version": "#1 SMP PREEMPT_DYNAMIC cpuhot", "machine": machine, "id": "debian"}
 
 
-def _host_name(agent):
+def _host_name(agent: GuestAgent) -> dict[str, str]:
     return {"host-name": agent.vm.name or "cpuhot-guest"}
 
 
-def _time(agent):
+def _time(agent: GuestAgent) -> int:
     return int(round(agent.vm.clock.now() * 1e9))
 
 
-def _shutdown(agent, mode=None):
+def _shutdown(agent: GuestAgent, mode: str | None = None) -> None:
     """Inferred: qemu-ga runs ``shutdown -P now`` (or -H/-r) and sends no reply."""
     if mode is not None and mode not in ("powerdown", "halt", "reboot"):
         raise GenericError(f"Parameter 'mode' does not accept value '{mode}'")
@@ -319,7 +357,7 @@ def _shutdown(agent, mode=None):
     raise _NoResponse()
 
 
-def _interfaces(agent):
+def _interfaces(agent: GuestAgent) -> list[dict[str, Any]]:
     """Inferred shape: the loopback interface only (the simulated guest has no NIC)."""
     return [{"name": "lo", "ip-addresses": [{"ip-address-type": "ipv4", "ip-address": "127.0.0.1", "prefix": 8},
                                             {"ip-address-type": "ipv6", "ip-address": "::1", "prefix": 128}],
@@ -327,7 +365,7 @@ def _interfaces(agent):
 
 
 #: command -> (parameters: (name, type, optional)...), handler(agent, **arguments)
-_COMMANDS = {
+_COMMANDS: dict[str, tuple[tuple[_Param, ...], Callable[..., object]]] = {
     "guest-sync": ((("id", "int", False),), _sync),
     "guest-sync-delimited": ((("id", "int", False),), _sync),
     "guest-ping": ((), lambda agent: None),

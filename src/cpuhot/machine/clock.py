@@ -11,7 +11,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from typing import Callable
+from typing import Callable, Protocol
+
+
+class Clock(Protocol):
+    """What the model needs of a clock: the time now, in seconds since the epoch."""
+
+    def now(self) -> float: ...
 
 
 class RealClock:
@@ -44,7 +50,7 @@ class VirtualClock:
 class Timers:
     """A deadline-ordered queue of callbacks on a clock."""
 
-    def __init__(self, clock: RealClock | VirtualClock):
+    def __init__(self, clock: Clock):
         self.clock = clock
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()

@@ -7,21 +7,24 @@ refusals in QEMU's order: machine type, ``-smp``, CPU model, memory backends,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from .clock import RealClock, VirtualClock
-from .cpu_models import resolve_cpu_model
+from .clock import Clock, RealClock, VirtualClock
+from .cpu_models import CpuModel, resolve_cpu_model
 from .guest import Guest, GuestMode
 from .errors import AbortError, ConfigError, QMPError
-from .machines import find_machine
+from .machines import MachineType, find_machine
 from .numa import NumaBuilder, parse_numa_option
 from .options import OptionError, parse_option_string, parse_size
-from .release import get_release
+from .release import Release, get_release
 from .s390x import S390Policy
 from .smp import SmpRules, smp_topology
 from .smp_releases import derive as derive_smp_of_release
 from .spapr import SpaprPolicy
-from .vm import CpuIndexRule, VirtualMachine
+from .topology import CpuTopology
+from .vm import CpuIndexRule, CpuPolicy, VirtualMachine
 from .x86 import X86Policy
 from .qdev import id_wellformed
 
@@ -107,7 +110,8 @@ def _memory_backends(objects: list[str]) -> dict[str, int]:
     return backends
 
 
-def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000) -> BuiltMachine:
+def build_machine(opts: LaunchOptions, *, clock: Clock | Callable[[], float] | None = None,
+                  thread_id_base: int = 1000) -> BuiltMachine:
     """Build and start (up to ``prelaunch``/``running``) the VM the options describe.
 
     Raises :class:`ConfigError` for anything QEMU would refuse at start-up.
@@ -155,7 +159,7 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     ram_size = _memory_size(opts.memory, _DEFAULT_RAM.get(family, DEFAULT_RAM))
     memdevs = _memory_backends(opts.objects)
 
-    policy = _POLICIES[family](opts, machine, topology, cpu_model, accel, release)
+    policy: CpuPolicy = _POLICIES[family](opts, machine, topology, cpu_model, accel, release)
     if opts.numa and not policy.numa_supported:
         raise ConfigError("NUMA is not supported by this machine-type", location=f"-numa {opts.numa[0]}")
 
@@ -211,19 +215,22 @@ def build_machine(opts: LaunchOptions, *, clock=None, thread_id_base: int = 1000
     return BuiltMachine(vm=vm, warnings=warnings)
 
 
-def _x86_policy(opts, machine, topology, cpu_model, accel, release):
+def _x86_policy(opts: LaunchOptions, machine: MachineType, topology: CpuTopology, cpu_model: CpuModel,
+                accel: str, release: Release) -> X86Policy:
     return X86Policy(machine.family, topology, cpu_model.cpu_type, accel, machine.cpu_max,
                      cpu_text=opts.cpu or cpu_model.name, release=release)
 
 
-def _spapr_policy(opts, machine, topology, cpu_model, accel, release):
+def _spapr_policy(opts: LaunchOptions, machine: MachineType, topology: CpuTopology, cpu_model: CpuModel,
+                  accel: str, release: Release) -> SpaprPolicy:
     if cpu_model.core_type is None:
         raise ConfigError("Unable to find sPAPR CPU Core definition")
     return SpaprPolicy(topology, cpu_model.core_type, accel, machine.version, cpu_model.name, release=release,
                        hotpluggable=machine.hotpluggable_cpus)
 
 
-def _s390x_policy(opts, machine, topology, cpu_model, accel, release):
+def _s390x_policy(opts: LaunchOptions, machine: MachineType, topology: CpuTopology, cpu_model: CpuModel,
+                  accel: str, release: Release) -> S390Policy:
     return S390Policy(topology, cpu_model.cpu_type, accel, release, cpu_model.name)
 
 
@@ -231,12 +238,12 @@ def _s390x_policy(opts, machine, topology, cpu_model, accel, release):
 _DEFAULT_RAM = {"pseries": PSERIES_DEFAULT_RAM}
 
 #: the CPU policy of each simulated machine family
-_POLICIES = {"pc": _x86_policy, "q35": _x86_policy, "pseries": _spapr_policy, "s390-ccw-virtio": _s390x_policy}
+_POLICIES: dict[str, Callable[[LaunchOptions, MachineType, CpuTopology, CpuModel, str, Release], CpuPolicy]] = {"pc": _x86_policy, "q35": _x86_policy, "pseries": _spapr_policy, "s390-ccw-virtio": _s390x_policy}
 
 
-def _build_none(opts, machine, clock, guest, thread_id_base, warnings) -> BuiltMachine:
+def _build_none(opts: LaunchOptions, machine: MachineType, clock: Clock | Callable[[], float] | None, guest: Guest,
+                thread_id_base: int, warnings: list[str]) -> BuiltMachine:
     """``-machine none``: what libvirt probes with; no CPUs, 1 possible at most."""
-    from .cpu_models import CpuModel
     from .none import NonePolicy
     rules = SmpRules(machine_name=machine.name, max_cpus=machine.cpu_max, dies_supported=False,
                      clusters_supported=False)
@@ -271,7 +278,7 @@ def _cold_plug(vm: VirtualMachine, text: str, device_ids: set[str]) -> None:
         pairs = parse_option_string(text, implied="driver")
     except OptionError as e:
         raise ConfigError(str(e), location=location) from None
-    args: dict = {}
+    args: dict[str, Any] = {}
     for k, v in pairs:
         args[k] = v
     if "id" in args:

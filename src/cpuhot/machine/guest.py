@@ -40,9 +40,13 @@ agent's ``guest-get-vcpus`` show:
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
+from .clock import Timers
 from .errors import GenericError
+from .slots import CpuDevice, CpuSlot, VCpu
 
 DEFAULT_DELAY = 0.005
 DEFAULT_ONLINE_DELAY = 0.005
@@ -73,6 +77,41 @@ def parse_onlining(text: str) -> tuple[str, float]:
     if arg:
         raise ValueError(f"onlining mode '{name}' takes no argument")
     return name, 0.0
+
+
+class AgentPort(Protocol):
+    """What the guest model needs of the guest agent (:class:`cpuhot.machine.agent.GuestAgent`)."""
+
+    @property
+    def open(self) -> bool: ...
+
+    def guest_booted(self) -> None: ...
+
+    def guest_stopped(self) -> None: ...
+
+
+class GuestHost(Protocol):
+    """What the guest model needs of its VM (:class:`cpuhot.machine.vm.VirtualMachine`, which
+    imports this module)."""
+
+    @property
+    def vcpus(self) -> list[VCpu]: ...
+
+    @property
+    def slots(self) -> list[CpuSlot]: ...
+
+    @property
+    def runstate(self) -> str: ...
+
+    @property
+    def timers(self) -> Timers: ...
+
+    @property
+    def agent(self) -> AgentPort | None: ...
+
+    def emit(self, name: str, data: dict[str, Any] | None = None) -> None: ...
+
+    def remove_cpu_device(self, device: CpuDevice, *, events: bool = True) -> None: ...
 
 
 MODES = ("auto", "none", "cooperative", "slow", "unresponsive", "refuse", "flaky")
@@ -156,7 +195,7 @@ class Guest:
         return False
 
     # -- lifecycle hooks called by the VM ---------------------------------------------
-    def on_run(self, vm) -> None:
+    def on_run(self, vm: GuestHost) -> None:
         """The VM runs: a guest boots and onlines its boot vCPUs."""
         if not self.booted:
             self.booted = True
@@ -169,7 +208,7 @@ class Guest:
         if agent is not None and not agent.open:
             agent.guest_booted()           # qemu-ga starts (again, after a reset) and opens its port
 
-    def on_reset(self, vm) -> None:
+    def on_reset(self, vm: GuestHost) -> None:
         """A system reset reboots the guest: qemu-ga closes its port and opens it again once the
         guest is back (at once if the VM keeps running, otherwise at the next ``cont``)."""
         agent = getattr(vm, "agent", None)
@@ -179,7 +218,7 @@ class Guest:
         if vm.runstate == "running":
             vm.timers.call_later(self.mode.delay, lambda: agent.guest_booted() if not agent.open else None)
 
-    def on_plugged(self, vm, device) -> None:
+    def on_plugged(self, vm: GuestHost, device: CpuDevice) -> None:
         """A CPU was hot-plugged: the guest onlines its vCPUs after a while."""
         for v in device.vcpus:
             v.online = False
@@ -197,13 +236,13 @@ class Guest:
             vm.timers.call_later(self.online_delay, online)
 
     # -- unplug requests ----------------------------------------------------------------
-    def x86_unplug_request(self, vm, device) -> None:
+    def x86_unplug_request(self, vm: GuestHost, device: CpuDevice) -> None:
         if not self.present:
             raise GenericError(f"acpi: device unplug request for not supported device type: {device.type}")
         device.unplug_requested = True
         self._schedule(vm, device, self._x86_respond)
 
-    def spapr_unplug_request(self, vm, device) -> None:
+    def spapr_unplug_request(self, vm: GuestHost, device: CpuDevice) -> None:
         if not device.guest_configured:
             vm.remove_cpu_device(device)    # the guest never took it: QEMU releases the DRC at once
             return
@@ -212,13 +251,14 @@ class Guest:
         if self.present and first_request:
             self._schedule(vm, device, self._spapr_respond)
 
-    def _schedule(self, vm, device, respond) -> None:
+    def _schedule(self, vm: GuestHost, device: CpuDevice,
+                  respond: Callable[[GuestHost, CpuDevice], None]) -> None:
         if self.effective == "unresponsive":
             return
         delay = self.mode.delay if self.effective in ("cooperative", "slow", "flaky") else DEFAULT_DELAY
         vm.timers.call_later(delay, lambda: respond(vm, device))
 
-    def _x86_respond(self, vm, device) -> None:
+    def _x86_respond(self, vm: GuestHost, device: CpuDevice) -> None:
         if device.slot.cpu is not device or not device.unplug_requested:
             return
         slot = str(device.slot.index)
@@ -236,7 +276,7 @@ class Guest:
         vm.emit("ACPI_DEVICE_OST", {"info": {"source": ACPI_OST_EC_OSPM_EJECT, "status": ACPI_OST_SC_SUCCESS,
                                              "slot": slot, "slot-type": "CPU"}})
 
-    def _spapr_respond(self, vm, device) -> None:
+    def _spapr_respond(self, vm: GuestHost, device: CpuDevice) -> None:
         if device.slot.cpu is not device or not device.unplug_requested:
             return
         if self._decides_to_refuse():
@@ -246,7 +286,7 @@ class Guest:
             return
         self.eject(vm, device)
 
-    def eject(self, vm, device) -> None:
+    def eject(self, vm: GuestHost, device: CpuDevice) -> None:
         """The guest lets go of the CPU: it leaves the machine (DEVICE_DELETED events)."""
         for v in device.vcpus:
             v.online = False
@@ -256,5 +296,5 @@ class Guest:
 class NoGuest(Guest):
     """QEMU 7.2 without an OS: the guest never boots."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("none")

@@ -30,7 +30,15 @@ With the ``return-path`` capability the target answers one line,
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .cpu_models import CpuModel
+from .guest import Guest, GuestHost
+from .machines import MachineType
+from .migration_params import MigrationParameters
+from .slots import CpuDevice
+from .topology import CpuTopology
 
 MAGIC = "cpuhot-migration"
 VERSION = 1
@@ -46,23 +54,54 @@ MIGRATION_CAPABILITIES = (
 )
 
 
+class _MigrationPolicy(Protocol):
+    @property
+    def arch(self) -> str: ...
+
+    def migration_sections(self, device: CpuDevice) -> list[tuple[str, int, dict[str, Any]]]: ...
+
+
+class MigrationHost(GuestHost, Protocol):
+    """What migration needs of a VM (:class:`cpuhot.machine.vm.VirtualMachine`, which imports this
+    module for :class:`MigrationState`)."""
+
+    runstate: str
+
+    @property
+    def policy(self) -> _MigrationPolicy: ...
+    @property
+    def topology(self) -> CpuTopology: ...
+    @property
+    def machine(self) -> MachineType: ...
+    @property
+    def cpu_model(self) -> CpuModel: ...
+    @property
+    def ram_size(self) -> int: ...
+    @property
+    def guest(self) -> Guest: ...
+
+    def cont(self) -> None: ...
+
+
 @dataclass
 class MigrationState:
     """What ``query-migrate`` reports and which capabilities are on."""
 
-    caps: dict = None
+    caps: dict[str, bool] = None  # type: ignore[assignment]  # __post_init__ fills it
     status: str | None = None          # None: no migration yet
     error: str | None = None
     total_time: int = 0
     transferred: int = 0
     #: "-incoming" as given (None, "defer" or a URI)
     incoming: str | None = None
+    #: ``migrate-set-parameters``' values, made on first use (``commands_migration.parameters``)
+    parameters: MigrationParameters | None = field(default=None, repr=False, compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.caps is None:
             self.caps = {c: False for c in MIGRATION_CAPABILITIES}
 
-    def query(self, ram_skipped: bool = True) -> dict:
+    def query(self, ram_skipped: bool = True) -> dict[str, Any]:
         """``query-migrate``; ``ram_skipped``: the release's ``Release.migration_ram_skipped``."""
         if self.status is None:
             return {}
@@ -76,7 +115,7 @@ class MigrationState:
                 del ram["skipped"]
             return {"status": "completed", "setup-time": 0, "downtime": 0, "total-time": self.total_time,
                     "ram": ram}
-        out: dict = {"status": self.status}
+        out: dict[str, Any] = {"status": self.status}
         if self.status == "failed" and self.error:
             out["error-desc"] = self.error
         return out
@@ -90,19 +129,19 @@ class MigrationError(Exception):
         self.lines = lines
 
 
-def sections(vm) -> list[tuple[str, int, dict]]:
+def sections(vm: MigrationHost) -> list[tuple[str, int, dict[str, Any]]]:
     """The per-CPU sections ``vm`` sends, in QEMU's registration order."""
-    out = []
+    out: list[tuple[str, int, dict[str, Any]]] = []
     for device in sorted({v.device for v in vm.vcpus}, key=lambda d: d.created):
         for v in device.vcpus:
-            state = {"qom-path": v.qom_path, "id": device.id, "online": v.online}
+            state: dict[str, Any] = {"qom-path": v.qom_path, "id": device.id, "online": v.online}
             out.append(("cpu_common", v.cpu_index, state))
             out.append(("cpu", v.cpu_index, {"halted": vm.runstate != "running"}))
         out.extend(vm.policy.migration_sections(device))
     return out
 
 
-def encode_stream(vm, runstate: str | None = None) -> bytes:
+def encode_stream(vm: MigrationHost, runstate: str | None = None) -> bytes:
     """The stream for ``vm``; ``runstate`` is the state recorded when migration began
     (QEMU's global_state_store, taken before the source stops)."""
     t = vm.topology
@@ -120,7 +159,7 @@ def encode_stream(vm, runstate: str | None = None) -> bytes:
 @dataclass
 class IncomingResult:
     source_runstate: str
-    cpu_states: dict[int, dict]
+    cpu_states: dict[int, dict[str, Any]]
 
 
 def _unknown(name: str, instance: int) -> MigrationError:
@@ -142,14 +181,14 @@ MAX_LINE = 64 << 10
 _NOT_A_STREAM = ["Not a migration stream", "load of migration failed: Invalid argument"]
 
 
-def _parse_line(line: bytes):
+def _parse_line(line: bytes) -> Any:
     try:
         return json.loads(line)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
 
 
-def check_header(vm, line: bytes) -> dict:
+def check_header(vm: MigrationHost, line: bytes) -> dict[str, Any]:
     """The first line, checked before anything else is read (QEMU reads its magic and version first)."""
     header = _parse_line(line)
     if not isinstance(header, dict) or header.get("magic") != MAGIC:
@@ -174,12 +213,12 @@ class IncomingCheck:
     """Checks a stream line by line as it arrives (sans-IO): ``feed`` each line; the first
     bad one raises :class:`MigrationError`; ``feed`` returns the result after ``{"end": true}``."""
 
-    def __init__(self, vm):
+    def __init__(self, vm: MigrationHost) -> None:
         self.vm = vm
-        self.header: dict | None = None
+        self.header: dict[str, Any] | None = None
         self.known = {(n, i) for n, i, _ in sections(vm)}
-        self.seen: set = set()
-        self.cpu_states: dict[int, dict] = {}
+        self.seen: set[tuple[str, int]] = set()
+        self.cpu_states: dict[int, dict[str, Any]] = {}
 
     def feed(self, line: bytes) -> IncomingResult | None:
         if len(line) > MAX_LINE:
@@ -215,7 +254,7 @@ class IncomingCheck:
         raise MigrationError(["load of migration failed: Input/output error"])
 
 
-def check_stream(vm, data: bytes) -> IncomingResult:
+def check_stream(vm: MigrationHost, data: bytes) -> IncomingResult:
     """Validate a complete stream against the target ``vm``; raise :class:`MigrationError`."""
     check = IncomingCheck(vm)
     for line in data.split(b"\n"):
@@ -226,7 +265,7 @@ def check_stream(vm, data: bytes) -> IncomingResult:
     raise AssertionError("unreachable")
 
 
-def apply_incoming(vm, result: IncomingResult, *, autostart: bool) -> None:
+def apply_incoming(vm: MigrationHost, result: IncomingResult, *, autostart: bool) -> None:
     """What a successful load leaves behind: the guest's view of each vCPU and the run state
     (``process_incoming_migration_bh``: a running source resumes here unless -S; any other
     state is taken over as it was)."""

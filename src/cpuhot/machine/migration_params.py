@@ -11,10 +11,12 @@ cpuhot stores the values and reports them; none of them changes how its stream m
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import GenericError
 
 #: QEMU 7.2's query-migrate-parameters of a fresh VM, in its key order
-DEFAULTS_7_2: dict = {
+DEFAULTS_7_2: dict[str, bool | int | str] = {
     "cpu-throttle-tailslow": False, "xbzrle-cache-size": 67108864, "cpu-throttle-initial": 20,
     "announce-max": 550, "decompress-threads": 2, "compress-threads": 8, "compress-level": 1,
     "multifd-channels": 2, "multifd-zstd-level": 1, "announce-initial": 50, "block-incremental": False,
@@ -45,7 +47,7 @@ _RANGES = {
 }
 
 
-def _check_int(name: str, value) -> int:
+def _check_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 63) <= value < (1 << 64):
         raise GenericError(f"Parameter '{name}' expects uint64")
     return value % (1 << 64)
@@ -54,15 +56,15 @@ def _check_int(name: str, value) -> int:
 class MigrationParameters:
     """One VM's migration parameters."""
 
-    def __init__(self, defaults: dict | None = None) -> None:
+    def __init__(self, defaults: dict[str, bool | int | str] | None = None) -> None:
         self.values = dict(defaults or DEFAULTS_7_2)
 
-    def query(self) -> dict:
+    def query(self) -> dict[str, bool | int | str]:
         return dict(self.values)
 
-    def set(self, arguments: dict) -> None:
+    def set(self, arguments: dict[str, Any]) -> None:
         """Check every argument first, then apply them all (QEMU applies all or nothing)."""
-        new = {}
+        new: dict[str, Any] = {}        # checked values: strings, booleans, and integers for the ranged names
         for name, value in arguments.items():
             if name in _TLS:
                 if value is not None and not isinstance(value, str):

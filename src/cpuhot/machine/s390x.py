@@ -25,11 +25,20 @@ docs/system/s390x/cpu-topology.rst) and is marked *documented* below.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from .cpu_models import cpu_definitions
+from .devices import GenericDevice
 from .errors import ConfigError, GenericError
+from .numa import NumaBuilder, NumaState
 from .qdev import parse_bool_property, parse_int_property, qdict_order
-from .slots import CpuSlot
+from .release import Release
+from .slots import CpuDevice, CpuSlot, VCpu
 from .topology import CpuTopology
+
+if TYPE_CHECKING:
+    from .vm import VirtualMachine
 
 #: the PSW QEMU reports for the disabled wait of a CPU with no guest code (observed, all releases)
 DISABLED_WAIT_INFO = {"core": 0, "psw-addr": 0, "reason": "disabled-wait", "psw-mask": 562956395872256,
@@ -60,7 +69,7 @@ class S390Policy:
     numa_supported = False
     cpu_add_in_order = False
 
-    def __init__(self, topology: CpuTopology, cpu_type: str, accel: str, release, model_name: str):
+    def __init__(self, topology: CpuTopology, cpu_type: str, accel: str, release: Release, model_name: str):
         self.topology = topology
         self.cpu_type = cpu_type
         self.accel = accel
@@ -84,10 +93,10 @@ class S390Policy:
             hint = self.release.s390x_features_hint
             raise ConfigError(e.desc, hints=(hint,) if hint else ()) from None
 
-    def complete_numa(self, numa, ram_size: int) -> None:
+    def complete_numa(self, numa: NumaBuilder, ram_size: int) -> None:
         """No NUMA unless -numa says so."""
 
-    def check_numa_memory(self, numa_state) -> None:
+    def check_numa_memory(self, numa_state: NumaState) -> None:
         pass
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
@@ -99,10 +108,10 @@ class S390Policy:
     def realize_warnings(self) -> list[str]:
         return list(REALIZE_WARNINGS.get((self.release.name, self.model_name), ()))
 
-    def on_reset(self, vm) -> None:
+    def on_reset(self, vm: VirtualMachine) -> None:
         """Nothing to complete: s390x never unplugs."""
 
-    def on_run(self, vm) -> None:
+    def on_run(self, vm: VirtualMachine) -> None:
         """No guest code: the IPL CPU enters a disabled wait and QEMU declares a guest panic."""
         if not vm.guest.present:
             vm.timers.call_later(PANIC_DELAY, lambda: _disabled_wait(vm))
@@ -150,7 +159,7 @@ class S390Policy:
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index, device_path)]
 
-    def child_names(self, device) -> set[str]:
+    def child_names(self, device: CpuDevice | GenericDevice) -> set[str]:
         return set()
 
     def thread_children(self) -> tuple[str, ...]:
@@ -163,7 +172,7 @@ class S390Policy:
         return frozenset()
 
     # -- queries ----------------------------------------------------------------
-    def cpu_state(self, vm, vcpu) -> str:
+    def cpu_state(self, vm: VirtualMachine, vcpu: VCpu) -> str:
         """``operating`` for the IPL CPU; the others stay ``stopped`` until a guest starts them
         (SIGP): a simulated guest starts each vCPU it has online (inferred)."""
         if vcpu.cpu_index == 0 and not vcpu.device.hotplugged:
@@ -172,9 +181,9 @@ class S390Policy:
             return "operating"
         return "stopped"
 
-    def fast_entry(self, vm, vcpu, entry: dict) -> dict:
+    def fast_entry(self, vm: VirtualMachine, vcpu: VCpu, entry: dict[str, Any]) -> dict[str, Any]:
         """``query-cpus-fast``: ``cpu-state`` after ``props``."""
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in entry.items():
             out[k] = v
             if k == "props":
@@ -184,12 +193,13 @@ class S390Policy:
     #: legacy query-cpus: ``cpu-state`` follows ``props``
     query_cpus_extra_after = "props"
 
-    def query_cpus_extra(self, vm, vcpu) -> dict:
+    def query_cpus_extra(self, vm: VirtualMachine, vcpu: VCpu) -> dict[str, Any]:
         """Legacy ``query-cpus`` (5.2): ``"arch": "s390"`` and ``cpu-state``."""
         state = self.cpu_state(vm, vcpu)
         return {"cpu-state": state, "halted": state != "operating"}
 
-    def device_props(self, slot: CpuSlot, common: dict, device=None) -> dict:
+    def device_props(self, slot: CpuSlot, common: dict[str, Any],
+                     device: CpuDevice | None = None) -> dict[str, Any]:
         props = {**common, "core-id": slot.arch_id}
         props.pop("node-id", None)
         if self.release.s390x_topology:
@@ -252,7 +262,7 @@ class S390Policy:
         names = {a.removesuffix("-s390x-cpu"), b.removesuffix("-s390x-cpu")}
         return any(names <= set(group) for group in self.release.s390x_same_models)
 
-    def pre_plug(self, vm, driver: str, values: dict, hotplugged: bool) -> CpuSlot:
+    def pre_plug(self, vm: VirtualMachine, driver: str, values: Mapping[str, Any], hotplugged: bool) -> CpuSlot:
         """``s390_cpu_realize``: the model, then the core-id (default 0)."""
         self._check_model(driver)
         core_id = values.get("core-id", 0)
@@ -278,7 +288,7 @@ class S390Policy:
         if dedicated and entitlement not in ("high", "auto"):
             raise GenericError("A dedicated CPU implies a vertical high entitlement")
 
-    def _kvm_topology_values(self, values: dict) -> dict:
+    def _kvm_topology_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """``s390_topology_setup_cpu``: all or none of the geometry, defaults from the core-id."""
         given = [values.get(k, -1) for k in ("socket-id", "book-id", "drawer-id")]
         if any(v < 0 for v in given) and any(v >= 0 for v in given):
@@ -294,7 +304,7 @@ class S390Policy:
             entitlement = "high" if dedicated else "medium"
         return {**out, "entitlement": entitlement, "dedicated": dedicated}
 
-    def set_cpu_topology(self, vm, core_id: int, **changes) -> None:
+    def set_cpu_topology(self, vm: VirtualMachine, core_id: int, **changes: Any) -> None:
         """``s390_change_topology``: move a CPU or change its modifiers; nothing else changes."""
         slot = vm.slot_by_arch_id(core_id)
         if slot is None or slot.cpu is None:
@@ -308,7 +318,7 @@ class S390Policy:
             new["entitlement"] = "high" if new["dedicated"] else "medium"
         slot.cpu.topology_props = new
 
-    def configure_device(self, device, values: dict) -> None:
+    def configure_device(self, device: CpuDevice, values: Mapping[str, Any]) -> None:
         """10.0: the CPU keeps the topology properties as given (-1 / auto / false when not): under
         TCG nothing checks or completes them (observed: qom-get socket-id is -1, a socket-id of 9 is
         taken).  With KVM, ``s390_topology_setup_cpu`` would default and check them (documented)."""
@@ -321,21 +331,21 @@ class S390Policy:
                                  "dedicated": bool(values.get("dedicated", False))}
 
     # -- device_del ----------------------------------------------------------
-    def unplug_request(self, vm, device) -> None:
+    def unplug_request(self, vm: VirtualMachine, device: CpuDevice) -> None:
         raise GenericError("CPU hot unplug not supported on this machine")
 
-    def deleted_events(self, device) -> list[dict]:
+    def deleted_events(self, device: CpuDevice) -> list[dict[str, Any]]:
         core = {"device": device.id, "path": device.qom_path} if device.id else {"path": device.qom_path}
         return [core]
 
-    def guest_eject(self, vm, device) -> None:
+    def guest_eject(self, vm: VirtualMachine, device: CpuDevice) -> None:
         raise GenericError("CPU hot unplug not supported on this machine")
 
-    def migration_sections(self, device) -> list[tuple[str, int, dict]]:
+    def migration_sections(self, device: CpuDevice) -> list[tuple[str, int, dict[str, Any]]]:
         return []
 
     # -- legacy cpu-add (QEMU <= 5.1) -----------------------------------------
-    def cpu_add_slot(self, vm, cpu_id: int) -> CpuSlot:
+    def cpu_add_slot(self, vm: VirtualMachine, cpu_id: int) -> CpuSlot:
         """``s390_hot_add_cpu`` of QEMU <= 5.1 (inferred from QEMU's history, not observable here):
         ``s390x_new_cpu(boot CPU's type, id)`` sets ``core-id`` (a uint32_t, so the int64 id is
         truncated) and realizes the CPU with the same checks as device_add; the CPU is an
@@ -343,7 +353,7 @@ class S390Policy:
         return self.pre_plug(vm, self.cpu_type, {"core-id": cpu_id & 0xFFFFFFFF}, True)
 
 
-def _disabled_wait(vm) -> None:
+def _disabled_wait(vm: VirtualMachine) -> None:
     if vm.runstate != "running":
         return
     if vm.no_shutdown:

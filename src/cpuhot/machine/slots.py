@@ -9,6 +9,7 @@ core) at a ``qom-path``; a *vCPU* is one thread with its ``cpu-index``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(eq=False)
@@ -36,6 +37,8 @@ class CpuDevice:
     guest_configured: bool = True
     #: monotonically increasing creation number (QEMU's CPU list order)
     created: int = 0
+    #: s390x (10.0): the topology properties the CPU keeps (``S390Policy.configure_device``); None elsewhere
+    topology_props: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def type(self) -> str:

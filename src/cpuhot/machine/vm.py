@@ -14,17 +14,90 @@ state atomically or not at all, and returns a result or raises a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .errors import DeviceNotFound, GenericError
 from .events import Event
 from .devices import PCI_DEVICES, GenericDevice, check_generic_bus, check_pci_slot_free, parse_generic_properties
-from .clock import RealClock, Timers
+from .clock import Clock, RealClock, Timers, VirtualClock
+from .cpu_models import CpuModel
 from .guest import Guest
+from .machines import MachineType
 from .migration import MigrationState
+from .numa import NumaBuilder, NumaState
 from .qdev import opts_from_qmp
-from .release import get_release
+from .release import Release, get_release
 from .slots import CpuDevice, CpuSlot, VCpu
+from .topology import CpuTopology
+
+if TYPE_CHECKING:
+    from .agent import GuestAgent
+    from .vcpu_threads import VcpuThreads
+
+#: a CPU device's properties as ``parse_properties`` gives them (integers, s390x's booleans and strings)
+PropertyValues = Mapping[str, int | bool | str]
+
+
+class CpuPolicy(Protocol):
+    """What the VM asks of the architecture's CPU policy (:mod:`.x86`, :mod:`.spapr`, :mod:`.s390x`,
+    :mod:`.none`).  Some policies have more, which the VM looks up with ``getattr``:
+    ``fast_entry``, ``configure_device`` (and the QMP layer ``json_int_properties``)."""
+
+    @property
+    def arch(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def legacy_arch(self) -> str: ...
+    @property
+    def abstract_types(self) -> tuple[str, ...]: ...
+    @property
+    def numa_supported(self) -> bool: ...
+    @property
+    def cpu_add_in_order(self) -> bool: ...
+    @property
+    def query_cpus_extra_after(self) -> str: ...
+
+    # start-up
+    def check_config(self) -> None: ...
+    def complete_numa(self, numa: NumaBuilder, ram_size: int) -> None: ...
+    def check_numa_memory(self, numa_state: NumaState) -> None: ...
+    def startup_warnings(self, cpu_model_name: str) -> list[str]: ...
+    def reset_warnings(self, cpu_model_name: str) -> list[str]: ...
+    def realize_warnings(self) -> list[str]: ...
+    def on_reset(self, vm: VirtualMachine) -> None: ...
+    def on_run(self, vm: VirtualMachine) -> None: ...
+    def build_slots(self) -> list[CpuSlot]: ...
+    def default_node(self, slot: CpuSlot, num_nodes: int) -> int: ...
+    def describe_slot(self, slot: CpuSlot) -> str: ...
+
+    # QOM naming
+    def boot_qom_path(self, k: int) -> str: ...
+    def board_unattached_count(self, boot_cpus: int) -> int: ...
+    def unattached_kind(self, n: int, boot_cpus: int) -> str | None: ...
+    def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]: ...
+    def child_names(self, device: CpuDevice | GenericDevice) -> set[str]: ...
+    def thread_children(self) -> tuple[str, ...]: ...
+    def plug_types(self, release: str) -> frozenset[str]: ...
+    def unpluggable_models(self, release: str) -> frozenset[str]: ...
+
+    # queries
+    def query_cpus_extra(self, vm: VirtualMachine, vcpu: VCpu) -> dict[str, Any]: ...
+    def device_props(self, slot: CpuSlot, common: dict[str, Any],
+                     device: CpuDevice | None = None) -> dict[str, Any]: ...
+
+    # device_add, device_del, cpu-add
+    def property_types(self) -> dict[str, str]: ...
+    def parse_properties(self, driver: str, opts: dict[str, str]) -> PropertyValues: ...
+    def pre_plug(self, vm: VirtualMachine, driver: str, values: PropertyValues, hotplugged: bool) -> CpuSlot: ...
+    def unplug_request(self, vm: VirtualMachine, device: CpuDevice) -> None: ...
+    def guest_eject(self, vm: VirtualMachine, device: CpuDevice) -> None: ...
+    def deleted_events(self, device: CpuDevice) -> list[dict[str, Any]]: ...
+    def migration_sections(self, device: CpuDevice) -> list[tuple[str, int, dict[str, Any]]]: ...
+    def cpu_add_slot(self, vm: VirtualMachine, cpu_id: int) -> CpuSlot: ...
+
 
 @dataclass
 class CpuIndexRule:
@@ -41,11 +114,12 @@ class VirtualMachine:
     #: the QEMU release modelled (:mod:`cpuhot.machine.release`); set by ``build_machine``
     release: str = "7.2"
 
-    def __init__(self, *, policy, machine, topology, cpu_model, numa_state, ram_size: int,
+    def __init__(self, *, policy: CpuPolicy, machine: MachineType, topology: CpuTopology, cpu_model: CpuModel,
+                 numa_state: NumaState | None, ram_size: int,
                  accel: str, name: str | None = None, uuid: str | None = None,
-                 start_paused: bool = False, clock=None,
+                 start_paused: bool = False, clock: Clock | Callable[[], float] | None = None,
                  thread_id_base: int = 1000, cpu_index_rule: CpuIndexRule | None = None,
-                 in_order_plug: bool = False, guest=None):
+                 in_order_plug: bool = False, guest: Guest | None = None):
         self.policy = policy
         self.machine = machine
         self.topology = topology
@@ -59,7 +133,7 @@ class VirtualMachine:
             clock = RealClock()
         elif callable(clock) and not hasattr(clock, "now"):
             clock = _FunctionClock(clock)
-        self.clock = clock
+        self.clock: Clock = cast(Clock, clock)     # a callable without .now was wrapped just above
         self.timers = Timers(clock)
         self.cpu_index_rule = cpu_index_rule or CpuIndexRule()
         self.in_order_plug = in_order_plug
@@ -74,9 +148,9 @@ class VirtualMachine:
         #: QEMU's CPU list: vCPUs in creation order
         self.vcpus: list[VCpu] = []
         #: every device in /machine/peripheral by id (CPUs and others)
-        self.peripheral: dict[str, object] = {}
+        self.peripheral: dict[str, CpuDevice | GenericDevice] = {}
         #: /machine/peripheral-anon/device[N] -> device
-        self.peripheral_anon: dict[int, object] = {}
+        self.peripheral_anon: dict[int, CpuDevice | GenericDevice] = {}
         self.anon_counter = 0
         self.unattached_counter = 0
         self.unattached: dict[int, CpuDevice] = {}
@@ -85,7 +159,7 @@ class VirtualMachine:
         self.boot_cpus = 0
         self.machine_ready = False
         #: real OS threads for vCPUs (``--vcpu-threads``), or None for made-up thread ids
-        self.vcpu_threads = None
+        self.vcpu_threads: VcpuThreads | None = None
         #: ``-no-shutdown``: a guest shutdown stops the VM instead of ending the process
         self.no_shutdown = False
         #: set when the process should exit (guest shut down without -no-shutdown)
@@ -93,7 +167,7 @@ class VirtualMachine:
         #: the machine powered itself off (s390x's disabled-wait panic): the server ends the process
         self.powered_off = False
         #: the guest agent on an org.qemu.guest_agent.0 port (:mod:`cpuhot.machine.agent`), or None
-        self.agent = None
+        self.agent: GuestAgent | None = None
 
     # -- construction ------------------------------------------------------
     def set_slots(self, slots: list[CpuSlot]) -> None:
@@ -104,7 +178,7 @@ class VirtualMachine:
         return self._slot_by_arch.get(arch_id)
 
     @property
-    def release_info(self):
+    def release_info(self) -> Release:
         """The :class:`~cpuhot.machine.release.Release` of :attr:`release`."""
         return get_release(self.release)
 
@@ -146,6 +220,7 @@ class VirtualMachine:
         """Advance a virtual clock and run what became due (``x-cpuhot-clock-step``)."""
         if not getattr(self.clock, "virtual", False):
             raise GenericError("the clock is real; start with --clock virtual to step it")
+        clock = cast(VirtualClock, self.clock)      # a virtual clock: one that advances
         if not (0 <= seconds < 1e15):       # NaN, inf, negative or absurd: the clock stays usable
             raise GenericError("Parameter 'seconds' expects a finite non-negative number")
         target = self.clock.now() + seconds
@@ -153,12 +228,12 @@ class VirtualMachine:
             deadline = self.timers.next_deadline()
             if deadline is None or deadline > target or self.runstate != "running":
                 break
-            self.clock.advance(max(0.0, deadline - self.clock.now()))
+            clock.advance(max(0.0, deadline - self.clock.now()))
             self.advance()
-        self.clock.advance(max(0.0, target - self.clock.now()))
+        clock.advance(max(0.0, target - self.clock.now()))
 
     # -- events ----------------------------------------------------------------
-    def emit(self, name: str, data: dict | None = None) -> None:
+    def emit(self, name: str, data: dict[str, Any] | None = None) -> None:
         self.outbox.append(Event(name, data, self.clock.now()))
 
     def drain_events(self) -> list[Event]:
@@ -166,13 +241,13 @@ class VirtualMachine:
         return out
 
     # -- queries -----------------------------------------------------------------
-    def query_hotpluggable_cpus(self) -> list[dict]:
+    def query_hotpluggable_cpus(self) -> list[dict[str, Any]]:
         if not self.machine.hotpluggable_cpus:
             raise GenericError(self.release_info.no_hotplug_text)
         # Each slot's entry is kept (on the slot) and handed out again while the slot is unchanged:
         # entries are read-only for callers, and the QMP server caches their encoding by identity.
         show_node = self.props_show_node
-        out = []
+        out: list[dict[str, Any]] = []
         append = out.append
         for slot in reversed(self.slots):
             cpu = slot.cpu
@@ -183,29 +258,29 @@ class VirtualMachine:
                     and cached[3] == show_node):
                 append(cached[4])
                 continue
-            entry: dict = {"props": slot.qmp_props(show_node), "vcpus-count": slot.vcpus_count}
+            entry: dict[str, Any] = {"props": slot.qmp_props(show_node), "vcpus-count": slot.vcpus_count}
             if cpu is not None:
                 entry["qom-path"] = path
             entry["type"] = slot.type
-            slot._qhc_entry = (cpu, path, node, show_node, entry)
+            slot.__dict__["_qhc_entry"] = (cpu, path, node, show_node, entry)   # kept outside its fields
             append(entry)
         return out
 
-    def query_cpus_fast(self) -> list[dict]:
+    def query_cpus_fast(self) -> list[dict[str, Any]]:
         # As for query_hotpluggable_cpus: each vCPU's entry is kept (on the vCPU) while it is unchanged.
         show_node = self.props_show_node
         target = self.policy.target
         arch = self.policy.legacy_arch if self.release_info.cpus_fast_arch else None
-        out = []
+        out: list[dict[str, Any]] = []
         append = out.append
         for v in self.vcpus:
             slot = v.device.slot
-            key = (v.thread_id, v.cpu_index, v.qom_path, slot.node_id, show_node, target, slot, arch)
+            key: tuple[object, ...] | None = (v.thread_id, v.cpu_index, v.qom_path, slot.node_id, show_node, target, slot, arch)
             cached = v.__dict__.get("_qcf_entry")
             if cached is not None and cached[0] is not None and cached[0] == key:
                 append(cached[1])
                 continue
-            entry = {"thread-id": v.thread_id, "props": slot.qmp_props(show_node),
+            entry: dict[str, Any] = {"thread-id": v.thread_id, "props": slot.qmp_props(show_node),
                      "qom-path": v.qom_path, "cpu-index": v.cpu_index, "target": target}
             if arch is not None:
                 entry = {"arch": arch, **entry}
@@ -213,11 +288,11 @@ class VirtualMachine:
             if fast_entry is not None:
                 entry = fast_entry(self, v, entry)
                 key = None        # cpu-state follows the run state: not cached
-            v._qcf_entry = (key, entry)
+            v.__dict__["_qcf_entry"] = (key, entry)    # kept outside its fields
             append(entry)
         return out
 
-    def query_cpus(self) -> list[dict]:
+    def query_cpus(self) -> list[dict[str, Any]]:
         """Legacy ``query-cpus`` (QEMU <= 5.2), as the real 5.2 answers it: vCPUs in creation order
         (``CPU_FOREACH``), ``current`` for the first; every vCPU but the first is ``halted`` until a
         guest starts it (x86 APs wait for INIT/SIPI, sPAPR threads for RTAS start-cpu)."""
@@ -231,7 +306,7 @@ class VirtualMachine:
                     "halted": i != 0 and not (running and v.online), "thread_id": v.thread_id}
             # the target's own members (x86 pc, ppc nip, s390x cpu-state) where QEMU 5.2 puts them
             extra = self.policy.query_cpus_extra(self, v)
-            entry = {}
+            entry: dict[str, Any] = {}
             for k, val in base.items():
                 entry[k] = extra.pop(k, val)
                 if k == self.policy.query_cpus_extra_after:
@@ -239,14 +314,14 @@ class VirtualMachine:
             out.append(entry)
         return out
 
-    def query_status(self) -> dict:
+    def query_status(self) -> dict[str, Any]:
         status = {"status": self.runstate, "singlestep": False, "running": self.runstate == "running"}
         if not self.release_info.status_singlestep:
             del status["singlestep"]
         return status
 
     # -- device_add ----------------------------------------------------------
-    def device_add(self, arguments: dict, *, typed: bool = False) -> None:
+    def device_add(self, arguments: dict[str, Any], *, typed: bool = False) -> None:
         """QEMU 7.2's ``qmp_device_add`` for CPU devices, check for check.
 
         ``typed``: the arguments are QMP's JSON values (not -device/HMP strings); a release that
@@ -283,10 +358,11 @@ class VirtualMachine:
         self.anon_counter += 1
         return f"/machine/peripheral-anon/device[{anon}]", anon
 
-    def _register(self, device, ident: str | None, anon: int | None) -> None:
+    def _register(self, device: CpuDevice | GenericDevice, ident: str | None, anon: int | None) -> None:
         if ident is not None:
             self.peripheral[ident] = device
         else:
+            assert anon is not None         # _assign_id numbers every device without an id
             self.peripheral_anon[anon] = device
 
     def _plug_generic(self, driver: str, ident: str | None, opts: dict[str, str]) -> None:
@@ -295,7 +371,7 @@ class VirtualMachine:
         check_pci_slot_free(self.machine.family, driver, self.generic_devices())
         self._register(GenericDevice(driver, ident, path, props), ident, anon)
 
-    def generic_devices(self) -> list:
+    def generic_devices(self) -> list[GenericDevice]:
         """The non-CPU devices present, in the order they were plugged."""
         found = [d for d in (*self.peripheral.values(), *self.peripheral_anon.values())
                  if isinstance(d, GenericDevice)]
@@ -425,7 +501,7 @@ class VirtualMachine:
         self.check_unplug_order(device)
         self.policy.unplug_request(self, device)
 
-    def check_unplug_order(self, device) -> None:
+    def check_unplug_order(self, device: CpuDevice) -> None:
         """QEMU 2.7's rule (``qemu-2.7`` profile): only the highest present CPU may be unplugged."""
         if not self.in_order_plug:
             return
@@ -437,7 +513,7 @@ class VirtualMachine:
                     f"CPU slot {device.slot.index} cannot be unplugged before slot {s.index}: "
                     "this machine unplugs CPUs in reverse order (QEMU 2.7 rule)")
 
-    def find_device(self, ident: str) -> CpuDevice:
+    def find_device(self, ident: str) -> CpuDevice | GenericDevice:
         """``find_device_state``: an id (relative to /machine/peripheral) or an absolute path."""
         if ident.startswith("/"):
             parts = [p for p in ident.split("/") if p]
@@ -452,7 +528,7 @@ class VirtualMachine:
             raise DeviceNotFound(f"Device '{ident}' not found")
         return self._resolve_child(ident, dev, parts[1:])
 
-    def _resolve_absolute(self, ident: str, parts: list[str]) -> CpuDevice:
+    def _resolve_absolute(self, ident: str, parts: list[str]) -> CpuDevice | GenericDevice:
         containers = {(), ("machine",), ("machine", "peripheral"), ("machine", "peripheral-anon"),
                       ("machine", "unattached")}
         if tuple(parts) in containers:
@@ -475,12 +551,13 @@ class VirtualMachine:
                     raise GenericError("Bus 'main-system-bus' does not support hotplugging")
         raise DeviceNotFound(f"Device '{ident}' not found")
 
-    def _unattached_cpus(self):
+    def _unattached_cpus(self) -> Iterator[CpuDevice]:
         for slot in self.slots:
             if slot.cpu is not None and slot.cpu.qom_path.startswith("/machine/unattached/"):
                 yield slot.cpu
 
-    def _resolve_child(self, ident: str, device, rest: list[str]) -> CpuDevice:
+    def _resolve_child(self, ident: str, device: CpuDevice | GenericDevice,
+                       rest: list[str]) -> CpuDevice | GenericDevice:
         if not rest:
             return device
         # A child of a CPU (its lapic, a core's thread, a thread's interrupt presenter):
@@ -513,14 +590,14 @@ class VirtualMachine:
         self.policy.guest_eject(self, device)
 
     # -- QOM properties ------------------------------------------------------------
-    def qom_get(self, path: str, prop: str):
+    def qom_get(self, path: str, prop: str) -> object:
         """``qom-get`` on a CPU device (or a sPAPR core's thread): the properties QEMU has."""
         obj, props = self._qom_object(path)
         if prop not in props:
             raise GenericError(f"Property '{props['type']}.{prop}' not found")
         return props[prop]
 
-    def qom_list(self, path: str) -> list[dict]:
+    def qom_list(self, path: str) -> list[dict[str, str]]:
         """``qom-list`` of the containers a client cares about (the order is QEMU's hash order,
         i.e. meaningless; cpuhot lists in creation order)."""
         parts = [p for p in path.split("/") if p]
@@ -545,13 +622,13 @@ class VirtualMachine:
             out.append({"name": name, "type": f"child<{typename}>"})
         return out
 
-    def _generic_at(self, path: str):
+    def _generic_at(self, path: str) -> GenericDevice | None:
         for d in list(self.peripheral.values()) + list(self.peripheral_anon.values()):
             if isinstance(d, GenericDevice) and d.qom_path == path:
                 return d
         return None
 
-    def _qom_object(self, path: str):
+    def _qom_object(self, path: str) -> tuple[CpuDevice | VCpu, dict[str, Any]]:
         for slot in self.slots:
             dev = slot.cpu
             if dev is None:
@@ -564,7 +641,7 @@ class VirtualMachine:
                                "hotplugged": dev.hotplugged}
         raise DeviceNotFound(f"Device '{path}' not found")
 
-    def _device_props(self, dev: CpuDevice) -> dict:
+    def _device_props(self, dev: CpuDevice) -> dict[str, Any]:
         slot = dev.slot
         common = {"type": slot.type, "realized": True, "hotpluggable": True, "hotplugged": dev.hotplugged,
                   "node-id": slot.node_id if slot.node_id is not None else -1}
@@ -643,7 +720,7 @@ class _FunctionClock:
 
     virtual = False
 
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[[], float]):
         self.now = fn
 
 
@@ -651,7 +728,7 @@ class _Ignored(Exception):
     """device_del of an object QEMU accepts and ignores (spapr-xive)."""
 
 
-def _qom_type_name(value) -> str:
+def _qom_type_name(value: object) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -669,7 +746,7 @@ def _device_number(name: str) -> int | None:
 _MODELLED_MACHINE_CHILDREN = ("type", "unattached", "peripheral-anon", "peripheral")
 
 
-def _machine_children(family: str, release: str) -> list[dict]:
+def _machine_children(family: str, release: str) -> list[dict[str, str]]:
     """``qom-list /machine``: the properties cpuhot models, in the order QEMU 7.2 lists them for the
     machine family (recorded: ``data/qom-list-machine.json``; QEMU's order is its hash order)."""
     import json

@@ -6,12 +6,20 @@ and the facts recorded from a real 7.2 (see ``tests/conformance``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
 from .cpu_models import ht_warning_models, known_plug_types, tcg_feature_warnings, x2apic_models
+from .devices import GenericDevice
 from .errors import AbortError, ConfigError, GenericError
+from .numa import NumaBuilder, NumaState
 from .qdev import qdict_order, parse_bool_property, parse_int_property
 from .release import Release, get_release
-from .slots import CpuSlot
+from .slots import CpuDevice, CpuSlot, VCpu
 from .topology import CpuTopology, TopoIds
+
+if TYPE_CHECKING:
+    from .vm import PropertyValues, VirtualMachine
 
 UNASSIGNED_APIC_ID = 0xFFFFFFFF
 
@@ -121,10 +129,10 @@ class X86Policy:
                                      hints=("Try x2apic=on in -cpu.",),
                                      printed=tuple(first + tcg * index))
 
-    def complete_numa(self, numa, ram_size: int) -> None:
+    def complete_numa(self, numa: NumaBuilder, ram_size: int) -> None:
         """No NUMA unless -numa says so."""
 
-    def check_numa_memory(self, numa_state) -> None:
+    def check_numa_memory(self, numa_state: NumaState) -> None:
         pass
 
     def startup_warnings(self, cpu_model_name: str) -> list[str]:
@@ -142,10 +150,10 @@ class X86Policy:
     def reset_warnings(self, cpu_model_name: str) -> list[str]:
         return []
 
-    def on_reset(self, vm) -> None:
+    def on_reset(self, vm: VirtualMachine) -> None:
         """ACPI CPU hotplug keeps its state over a reset; nothing to do."""
 
-    def on_run(self, vm) -> None:
+    def on_run(self, vm: VirtualMachine) -> None:
         """Firmware runs (or idles) without a guest: nothing happens."""
 
     def realize_warnings(self) -> list[str]:
@@ -197,7 +205,7 @@ class X86Policy:
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index, device_path)]
 
-    def child_names(self, device) -> set[str]:
+    def child_names(self, device: CpuDevice | GenericDevice) -> set[str]:
         """Children of a CPU device that device_del could name: its local APIC."""
         return {"lapic"}
 
@@ -214,11 +222,12 @@ class X86Policy:
     #: legacy query-cpus: ``pc`` follows ``qom_path``
     query_cpus_extra_after = "qom_path"
 
-    def query_cpus_extra(self, vm, vcpu) -> dict:
+    def query_cpus_extra(self, vm: VirtualMachine, vcpu: VCpu) -> dict[str, Any]:
         """Legacy ``query-cpus``: the reset vector as ``pc``."""
         return {"pc": 0xFFFFFFF0}
 
-    def device_props(self, slot: CpuSlot, common: dict, device=None) -> dict:
+    def device_props(self, slot: CpuSlot, common: dict[str, Any],
+                     device: CpuDevice | None = None) -> dict[str, Any]:
         p = slot.props
         props = {**common, "apic-id": slot.arch_id, "socket-id": p["socket-id"], "die-id": p.get("die-id", 0)}
         if self.release.x86_modules:
@@ -256,8 +265,9 @@ class X86Policy:
                 raise GenericError(f"Property '{driver}.{key}' not found")
         return values
 
-    def pre_plug(self, vm, driver: str, values: dict, hotplugged: bool) -> CpuSlot:
+    def pre_plug(self, vm: VirtualMachine, driver: str, values: PropertyValues, hotplugged: bool) -> CpuSlot:
         """``x86_cpu_pre_plug``: type, topology ids, slot, occupancy, id/APIC agreement, node."""
+        values = cast(Mapping[str, int], values)       # parse_properties gives an x86 CPU integers only
         t = self.topology
         if driver != self.cpu_type:
             raise GenericError(f"Invalid CPU type, expected cpu type: '{self.cpu_type}'")
@@ -307,29 +317,29 @@ class X86Policy:
         return slot
 
     # -- device_del ----------------------------------------------------------
-    def unplug_request(self, vm, device) -> None:
+    def unplug_request(self, vm: VirtualMachine, device: CpuDevice) -> None:
         """``x86_cpu_unplug_request_cb``: boot CPU refused; the rest goes to ACPI (guest model)."""
         if device.slot.index == 0:
             raise GenericError("Boot CPU is unpluggable")
         vm.guest.x86_unplug_request(vm, device)
 
-    def guest_eject(self, vm, device) -> None:
+    def guest_eject(self, vm: VirtualMachine, device: CpuDevice) -> None:
         """The guest ejects the CPU and reports success through ACPI _OST."""
         slot = str(device.slot.index)
         vm.guest.eject(vm, device)
         vm.emit("ACPI_DEVICE_OST", {"info": {"source": 0x103, "status": 0, "slot": slot, "slot-type": "CPU"}})
 
-    def migration_sections(self, device) -> list[tuple[str, int, dict]]:
+    def migration_sections(self, device: CpuDevice) -> list[tuple[str, int, dict[str, Any]]]:
         """The local APIC's vmstate, instance = APIC ID."""
         return [("apic", device.slot.arch_id, {})]
 
-    def deleted_events(self, device) -> list[dict]:
+    def deleted_events(self, device: CpuDevice) -> list[dict[str, Any]]:
         """DEVICE_DELETED data when the guest has ejected an x86 CPU: its local APIC, then the CPU."""
         core = {"device": device.id, "path": device.qom_path} if device.id else {"path": device.qom_path}
         return [{"path": f"{device.qom_path}/lapic"}, core]
 
     # -- legacy cpu-add (QEMU <= 5.1) -----------------------------------------
-    def cpu_add_slot(self, vm, cpu_id: int) -> CpuSlot:
+    def cpu_add_slot(self, vm: VirtualMachine, cpu_id: int) -> CpuSlot:
         """``pc_hot_add_cpu`` of QEMU 5.1: the APIC ID comes from the index, then the usual slot checks."""
         if cpu_id < 0:
             raise GenericError(f"Invalid CPU id: {cpu_id}")

@@ -16,9 +16,13 @@ import asyncio
 import logging
 import socket
 from collections import deque
+from collections.abc import Sequence
+from typing import Any, cast
 
-from .framing import JSONStreamParser, ParseError
-from .server import bind_unix_socket, fast_encode
+from ..machine.agent import GuestAgent
+from .framing import JSONStreamParser, ParseError, Parsed
+from .server import QMPServer, fast_encode
+from .sockets import bind_unix_socket
 
 log = logging.getLogger("cpuhot.qmp.agent")
 
@@ -32,13 +36,14 @@ class AgentConnection(asyncio.Protocol):
     def __init__(self, endpoint: "AgentEndpoint"):
         self.endpoint = endpoint
         self.parser = JSONStreamParser()
-        self.queue: deque = deque()
+        self.queue: deque[Parsed | ParseError] = deque()
         self.transport: asyncio.Transport | None = None
         self.paused = False
         #: the client does not read its replies: answer nothing more until it does (back-pressure)
         self.write_paused = False
 
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)      # a stream server's connections are Transports
         self.transport = transport
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         endpoint = self.endpoint
@@ -51,7 +56,7 @@ class AgentConnection(asyncio.Protocol):
         endpoint.update_filename()
         self.kick()
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         endpoint = self.endpoint
         endpoint.connections.discard(self)
         if self in endpoint.waiting:
@@ -75,6 +80,7 @@ class AgentConnection(asyncio.Protocol):
             items = self.parser.feed(data)
         except Exception:      # never take the server down
             log.exception("agent: parser failure")
+            assert self.transport is not None          # data arrives on a made connection only
             self.transport.abort()
             return
         self.queue.extend(items)
@@ -104,7 +110,7 @@ class AgentConnection(asyncio.Protocol):
             self.paused = False
             transport.resume_reading()
 
-    def _schedule(self, delay: float, message: dict, sentinel: bool) -> None:
+    def _schedule(self, delay: float, message: dict[str, Any], sentinel: bool) -> None:
         data = (b"\xff" if sentinel else b"") + fast_encode(message)[:-2] + b"\n"
         if delay <= 0:
             self._send(data)
@@ -119,14 +125,14 @@ class AgentConnection(asyncio.Protocol):
 class AgentEndpoint:
     """The host side of one guest agent channel: listening sockets and their connections."""
 
-    def __init__(self, agent, qmp_server=None):
+    def __init__(self, agent: GuestAgent, qmp_server: QMPServer | None = None):
         self.agent = agent
         self.qmp_server = qmp_server
         self.connections: set[AgentConnection] = set()
         #: the connection QEMU's chardev serves; later ones wait for it to close
         self.active: AgentConnection | None = None
         self.waiting: list[AgentConnection] = []
-        self.servers: list = []
+        self.servers: list[asyncio.Server] = []
         self._paths: list[str] = []
         #: the listening socket's path (what query-chardev shows)
         self.address = ""
@@ -179,7 +185,8 @@ class AgentEndpoint:
                 pass
 
 
-async def serve_agent(qmp_server, listeners) -> AgentEndpoint | None:
+async def serve_agent(qmp_server: QMPServer,
+                      listeners: Sequence[tuple[str | None, socket.socket | None]]) -> AgentEndpoint | None:
     """Open the VM's guest agent chardev (``listeners``: (unix path or None, listening socket or
     None) pairs from :func:`cpuhot.cli.setup_agent`) next to ``qmp_server``; raises OSError."""
     agent = qmp_server.monitor.vm.agent

@@ -6,12 +6,13 @@ iothread`` answers ``[]`` (QEMU 7.2: ``{"return": []}``).
 
 from __future__ import annotations
 
+from .context import Context
 from .registry import COMMANDS
 
 command = COMMANDS.command
 
 
 @command("query-iothreads")
-def query_iothreads(ctx):
+def query_iothreads(ctx: Context) -> list[object]:
     """cpuhot models no iothreads."""
     return []

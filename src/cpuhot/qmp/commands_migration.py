@@ -8,8 +8,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..machine.errors import GenericError
 from ..machine.migration_params import MigrationParameters
+from ..machine.vm import VirtualMachine
+from .context import Context, MonitorIO
 from .registry import COMMANDS
 from .dispatch import Arg
 from .fdpass import FdTable, close_all
@@ -17,29 +21,29 @@ from .fdpass import FdTable, close_all
 command = COMMANDS.command
 
 
-def parameters(vm) -> MigrationParameters:
+def parameters(vm: VirtualMachine) -> MigrationParameters:
     """The VM's migration parameters (kept with its migration state)."""
-    params = getattr(vm.migration, "parameters", None)
+    params: MigrationParameters | None = getattr(vm.migration, "parameters", None)
     if params is None:
         params = vm.migration.parameters = MigrationParameters()
     return params
 
 
-def fd_table(server) -> FdTable:
-    table = getattr(server, "fd_table", None)
+def fd_table(server: MonitorIO) -> FdTable:
+    table: FdTable | None = getattr(server, "fd_table", None)
     if table is None:
         table = server.fd_table = FdTable()
     return table
 
 
-def _server(ctx):
+def _server(ctx: Context) -> MonitorIO:
     if ctx.monitor.io is None:
         raise GenericError("No file descriptor supplied via SCM_RIGHTS")
     return ctx.monitor.io
 
 
 @command("getfd", args=(Arg("fdname", "str"),))
-def getfd(ctx, fdname):
+def getfd(ctx: Context, fdname: str) -> None:
     """Keep the fd that came with this command under ``fdname``."""
     server = _server(ctx)
     conn = server.connections.get(ctx.session)
@@ -50,23 +54,23 @@ def getfd(ctx, fdname):
 
 
 @command("closefd", args=(Arg("fdname", "str"),))
-def closefd(ctx, fdname):
+def closefd(ctx: Context, fdname: str) -> None:
     if ctx.monitor.io is None:
         raise GenericError(f"File descriptor named '{fdname}' not found")
     fd_table(ctx.monitor.io).closefd(fdname)
 
 
 @command("migrate-set-parameters", args=None)
-def migrate_set_parameters(ctx, arguments):
+def migrate_set_parameters(ctx: Context, arguments: dict[str, Any]) -> None:
     parameters(ctx.vm).set(arguments)
 
 
 @command("query-migrate-parameters")
-def query_migrate_parameters(ctx):
+def query_migrate_parameters(ctx: Context) -> dict[str, bool | int | str]:
     return parameters(ctx.vm).query()
 
 
-def migrate_fd(ctx, uri: str) -> None:
+def migrate_fd(ctx: Context, uri: str) -> None:
     """``migrate`` with ``fd:NAME``: checks done by the caller; start sending into the fd."""
     from .migration_fd import start_outgoing
     server = ctx.monitor.io
@@ -80,7 +84,7 @@ def migrate_fd(ctx, uri: str) -> None:
     start_outgoing(server.migration, fd)
 
 
-def migrate_incoming_fd(ctx, uri: str) -> None:
+def migrate_incoming_fd(ctx: Context, uri: str) -> None:
     """``migrate-incoming`` with ``fd:N`` (after ``-incoming defer``)."""
     from .migration_fd import start_incoming
     server = ctx.monitor.io

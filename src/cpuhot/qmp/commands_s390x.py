@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from ..machine.errors import CommandNotFound, GenericError
 from ..machine.s390x import ENTITLEMENTS, S390Policy
+from .context import Context
 from .registry import command
 from .dispatch import Arg
 
 
-def _topology_policy(ctx, name: str) -> S390Policy:
+def _topology_policy(ctx: Context, name: str) -> S390Policy:
     policy = ctx.vm.policy
     if not (isinstance(policy, S390Policy) and policy.kvm_topology):
         raise CommandNotFound(f"The command {name} has not been found")
@@ -26,7 +27,7 @@ def _topology_policy(ctx, name: str) -> S390Policy:
 
 
 @command("query-s390x-cpu-polarization")
-def query_s390x_cpu_polarization(ctx):
+def query_s390x_cpu_polarization(ctx: Context) -> dict[str, str]:
     """The CPU polarization the guest chose (``horizontal`` until it asks for ``vertical``)."""
     return {"polarization": _topology_policy(ctx, "query-s390x-cpu-polarization").polarization}
 
@@ -34,7 +35,8 @@ def query_s390x_cpu_polarization(ctx):
 @command("set-cpu-topology", args=(Arg("core-id", "int"), Arg("socket-id", "int", True), Arg("book-id", "int", True),
                                    Arg("drawer-id", "int", True),
                                    Arg("entitlement", "str", True), Arg("dedicated", "bool", True)))
-def set_cpu_topology(ctx, core_id, socket_id=None, book_id=None, drawer_id=None, entitlement=None, dedicated=None):
+def set_cpu_topology(ctx: Context, core_id: int, socket_id: int | None = None, book_id: int | None = None,
+                     drawer_id: int | None = None, entitlement: str | None = None, dedicated: bool | None = None) -> None:
     """Move a CPU in the topology or change its entitlement/dedication (``s390_change_topology``)."""
     policy = _topology_policy(ctx, "set-cpu-topology")
     if entitlement is not None and entitlement not in ENTITLEMENTS:
@@ -44,7 +46,7 @@ def set_cpu_topology(ctx, core_id, socket_id=None, book_id=None, drawer_id=None,
 
 
 @command("x-cpuhot-s390x-polarize", args=(Arg("polarization", "str"),))
-def x_cpuhot_s390x_polarize(ctx, polarization):
+def x_cpuhot_s390x_polarize(ctx: Context, polarization: str) -> None:
     """The guest's PTF: set the polarization; a change is reported as CPU_POLARIZATION_CHANGE."""
     policy = _topology_policy(ctx, "x-cpuhot-s390x-polarize")
     if polarization not in ("horizontal", "vertical"):

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..machine.slots import CpuSlot
+from ..machine.vm import VirtualMachine
+from .context import Context
 from .registry import command
 
 
-def slot_state(slot) -> str:
+def slot_state(slot: CpuSlot) -> str:
     """``present``, ``empty`` or ``pending-unplug`` (device_del accepted, the guest has not ejected)."""
     if slot.cpu is None:
         return "empty"
     return "pending-unplug" if slot.cpu.unplug_requested else "present"
 
 
-def _coordinates(vm, slot) -> tuple[int, int, int, int | None]:
+def _coordinates(vm: VirtualMachine, slot: CpuSlot) -> tuple[int, int, int, int | None]:
     """(socket, die, core, thread) of a slot; thread is None where a slot is a whole core (sPAPR)."""
     t = vm.topology
     if slot.vcpus_count == 1 and "thread-id" in slot.props:
@@ -23,9 +28,9 @@ def _coordinates(vm, slot) -> tuple[int, int, int, int | None]:
     return i // per_socket, (i // max(1, t.cores)) % max(1, t.dies), i % max(1, t.cores), None
 
 
-def describe_slot(vm, slot) -> dict:
+def describe_slot(vm: VirtualMachine, slot: CpuSlot) -> dict[str, Any]:
     show_node = vm.props_show_node
-    entry: dict = {"slot": slot.index, "state": slot_state(slot), "type": slot.type,
+    entry: dict[str, Any] = {"slot": slot.index, "state": slot_state(slot), "type": slot.type,
                    "vcpus-count": slot.vcpus_count, "arch-id": slot.arch_id,
                    "props": slot.qmp_props(show_node)}
     if slot.node_id is not None:
@@ -43,10 +48,10 @@ def describe_slot(vm, slot) -> dict:
     return entry
 
 
-def topology_tree(vm) -> dict:
+def topology_tree(vm: VirtualMachine) -> dict[str, Any]:
     """The machine as a tree: sockets -> dies -> cores -> slots (threads on x86, cores on sPAPR)."""
     t = vm.topology
-    sockets: dict[int, dict] = {}
+    sockets: dict[int, dict[str, Any]] = {}
     counts = {"present": 0, "empty": 0, "pending-unplug": 0}
     granularity = "thread"
     for slot in vm.slots:
@@ -72,13 +77,13 @@ def topology_tree(vm) -> dict:
             "threads": t.threads, "cpus": t.cpus, "max-cpus": t.max_cpus} if t is not None else {}
     out = {"machine": vm.machine.name, "arch": vm.policy.arch, "topology": topo, "granularity": granularity,
            "vcpus": len(vm.vcpus), "counts": counts, "sockets": tree_sockets}
-    if vm.numa_enabled:
+    if vm.numa_enabled and vm.numa_state is not None:      # numa_enabled: it is not None
         out["numa-nodes"] = vm.numa_state.num_nodes
     return out
 
 
 @command("x-cpuhot-topology")
-def x_cpuhot_topology(ctx):
+def x_cpuhot_topology(ctx: Context) -> dict[str, Any]:
     """The CPU topology as a tree: ``sockets`` -> ``dies`` -> ``cores`` -> ``slots`` (one per
     hot-pluggable unit: an x86 thread, an sPAPR core), each slot with its ``state``
     (``present``, ``empty``, ``pending-unplug``), ``cpu-index``, ``arch-id``, ``qom-path``,

@@ -23,9 +23,11 @@ connection picks them up (:func:`take_received`) with the same bytes.
 from __future__ import annotations
 
 import array
+import asyncio
 import os
 import socket
 import weakref
+from collections.abc import Iterable
 
 from ..machine.errors import GenericError
 
@@ -42,7 +44,7 @@ class _FdSocket(socket.socket):
 
     __slots__ = ()
 
-    def recv(self, bufsize, flags=0):
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
         data, ancdata, _msg_flags, _addr = self.recvmsg(
             bufsize, socket.CMSG_SPACE(MAX_FDS_PER_READ * array.array("i").itemsize),
             flags | socket.MSG_CMSG_CLOEXEC)
@@ -57,7 +59,7 @@ class _FdSocket(socket.socket):
         return data
 
 
-def receive_fds(transport) -> bool:
+def receive_fds(transport: asyncio.BaseTransport) -> bool:
     """Make ``transport`` (an accepted UNIX connection) keep passed fds; False if it cannot."""
     sock = getattr(transport, "_sock", None)
     if type(sock) is socket.socket and sock.family == socket.AF_UNIX:
@@ -66,7 +68,7 @@ def receive_fds(transport) -> bool:
     return isinstance(sock, _FdSocket)
 
 
-def take_received(transport) -> list[int]:
+def take_received(transport: asyncio.BaseTransport) -> list[int]:
     """The fds that arrived on ``transport`` since the last call (the caller owns them)."""
     sock = getattr(transport, "_sock", None)
     if sock is None:
@@ -74,7 +76,7 @@ def take_received(transport) -> list[int]:
     return _RECEIVED.pop(sock, [])
 
 
-def close_all(fds) -> None:
+def close_all(fds: Iterable[int]) -> None:
     for fd in fds:
         try:
             os.close(fd)
@@ -117,10 +119,10 @@ class FdTable:
             except OSError:
                 raise GenericError(f"File descriptor named '{name}' has not been found") from None
             return fd
-        fd = self.named.pop(name, None)
-        if fd is None:
+        named = self.named.pop(name, None)
+        if named is None:
             raise GenericError(f"File descriptor named '{name}' has not been found")
-        return fd
+        return named
 
     def close(self) -> None:
         close_all(self.named.values())

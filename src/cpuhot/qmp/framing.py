@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "Parsed",
@@ -420,7 +420,7 @@ class _PushParser:
     __slots__ = ("stack", "error", "done", "result")
 
     def __init__(self) -> None:
-        self.stack: list[list] = []  # [state, container, key]
+        self.stack: list[list[Any]] = []  # [state, container, key]
         self.error: str | None = None
         self.done = False
         self.result: object = None
@@ -490,11 +490,11 @@ class _PushParser:
         elif tt == JSON_FLOAT:
             self.complete(float(text))
         elif tt == JSON_KEYWORD:
-            v, err = _parse_keyword(text)
+            kw, err = _parse_keyword(text)
             if err is not None:
                 self.fail(err)
             else:
-                self.complete(v)
+                self.complete(kw)
         else:
             self.fail(ERR_EXPECTING_VALUE)
 
@@ -541,7 +541,7 @@ class _Reject(Exception):
     pass
 
 
-def _pairs_hook(pairs: list[tuple[str, object]]) -> dict:
+def _pairs_hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
     d = dict(pairs)
     if len(d) != len(pairs):
         raise _Reject
@@ -559,7 +559,7 @@ _FAST_DECODER = json.JSONDecoder(
     parse_constant=_reject_constant,
     strict=True,
 )
-_fast_scan = _FAST_DECODER.scan_once
+_fast_scan = _FAST_DECODER.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__; typeshed lacks it
 
 # ---------------------------------------------------------------------------
 # The stream parser
@@ -613,7 +613,7 @@ class JSONStreamParser:
         while pos < end:
             if self._state == IN_START and self._ntokens == 0:
                 # idle between messages: try the fast path on '{' / '['
-                pos = ws.match(buf, pos).end()
+                pos = ws.match(buf, pos).end()  # type: ignore[union-attr]  # whitespace run: matches, maybe empty
                 if pos >= end:
                     break
                 if buf[pos] == 0x7B or buf[pos] == 0x5B:
@@ -663,7 +663,7 @@ class JSONStreamParser:
 
     # -- lexer (json-lexer.c) -------------------------------------------------
 
-    def _lex(self, buf: bytearray, pos: int, end: int, out: list) -> int:
+    def _lex(self, buf: bytearray, pos: int, end: int, out: list[Parsed | ParseError]) -> int:
         """Run the lexer over buf[pos:end].  Returns at ``end``, or early when
         a token leaves the streamer idle (so feed() can use the fast path)."""
         table = _TABLE
@@ -675,11 +675,11 @@ class JSONStreamParser:
             rx = runs[state]
             if rx is not None:
                 if state == IN_START or state == IN_RECOVERY:
-                    pos = rx.match(buf, pos, end).end()
+                    pos = rx.match(buf, pos, end).end()  # type: ignore[union-attr]  # every run pattern matches ''
                     tok_start = pos
                 else:
                     limit = tok_start + maxsize + 1
-                    pos = rx.match(buf, pos, limit if limit < end else end).end()
+                    pos = rx.match(buf, pos, limit if limit < end else end).end()  # type: ignore[union-attr]  # ditto
                     if pos - tok_start > maxsize:
                         # json_lexer_feed_char(): token longer than MAX_TOKEN_SIZE
                         state = IN_START
@@ -736,7 +736,7 @@ class JSONStreamParser:
         self._tsize = 0
         self._parser = None
 
-    def _token(self, tt: int, text: bytes, out: list) -> None:
+    def _token(self, tt: int, text: bytes, out: list[Parsed | ParseError]) -> None:
         if tt == JSON_LCURLY:
             self._brace += 1
         elif tt == JSON_RCURLY:
@@ -824,7 +824,7 @@ _END = object()
 def _encode_into(obj: object, parts: list[str], double: str = "%.17g") -> None:
     """Iterative (QMP values may nest 1024+ deep) port of the compact writer."""
     append = parts.append
-    stack: list[list] = []  # [iterator, is_dict, need_comma]
+    stack: list[list[Any]] = []  # [iterator, is_dict, need_comma]
     value = obj
     while True:
         if isinstance(value, str):
@@ -862,7 +862,7 @@ def _encode_into(obj: object, parts: list[str], double: str = "%.17g") -> None:
         # find the next value to write
         while stack:
             top = stack[-1]
-            item = next(top[0], _END)
+            item: Any = next(top[0], _END)
             if item is _END:
                 append("}" if top[1] else "]")
                 stack.pop()

@@ -10,13 +10,17 @@ QEMU 7.2 through ``human-monitor-command``.  Output lines end in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..machine.errors import QMPError
+from ..machine.vm import VirtualMachine
+from .context import Context
 from ..machine.options import OptionError, parse_option_string
 
 _PROP_ORDER = ("node-id", "drawer-id", "book-id", "socket-id", "die-id", "cluster-id", "module-id", "core-id", "thread-id")
 
 
-def info_hotpluggable_cpus(vm) -> str:
+def info_hotpluggable_cpus(vm: VirtualMachine) -> str:
     lines = ["Hotpluggable CPUs:"]
     for e in vm.query_hotpluggable_cpus():
         lines.append(f'  type: "{e["type"]}"')
@@ -30,7 +34,7 @@ def info_hotpluggable_cpus(vm) -> str:
     return "\n".join(lines) + "\n"
 
 
-def info_cpus(vm) -> str:
+def info_cpus(vm: VirtualMachine) -> str:
     out = []
     cpus = vm.query_cpus_fast()
     current = cpus[0]["cpu-index"] if cpus else None
@@ -40,12 +44,13 @@ def info_cpus(vm) -> str:
     return "".join(out)
 
 
-def info_numa(vm) -> str:
+def info_numa(vm: VirtualMachine) -> str:
     state = vm.numa_state
     count = state.num_nodes if state is not None else 0
     out = [f"{count} nodes\n"]
     cpus = vm.query_cpus_fast()
     for i in range(count):
+        assert state is not None            # count > 0
         members = "".join(f" {c['cpu-index']}" for c in cpus if c["props"].get("node-id") == i)
         mem = state.nodes[i].mem if i in state.nodes else 0
         out.append(f"node {i} cpus:{members}\n")
@@ -54,7 +59,7 @@ def info_numa(vm) -> str:
     return "".join(out)
 
 
-def info_status(ctx) -> str:
+def info_status(ctx: Context) -> str:
     # hmp_info_status: "VM status: running|paused", then " (STATE)" unless the state is plain paused
     st = ctx.vm.query_status()
     text = "VM status: " + ("running" if st["running"] else "paused")
@@ -63,13 +68,13 @@ def info_status(ctx) -> str:
     return text + "\n"
 
 
-def info_version(ctx) -> str:
+def info_version(ctx: Context) -> str:
     v = ctx.monitor.version_info()
     q = v["qemu"]
     return f"{q['major']}.{q['minor']}.{q['micro']}{v['package']}\n"     # QEMU puts no space between
 
 
-def info_kvm(ctx) -> str:
+def info_kvm(ctx: Context) -> str:
     # what query-kvm says (commands.query_kvm): the x86_64 binary always has KVM built in
     enabled = ctx.vm.accel == "kvm"
     if not (enabled or ctx.vm.policy.arch == "x86_64"):
@@ -77,15 +82,15 @@ def info_kvm(ctx) -> str:
     return "kvm support: " + ("enabled" if enabled else "disabled") + "\n"
 
 
-def info_name(ctx) -> str:
+def info_name(ctx: Context) -> str:
     return f"{ctx.vm.name}\n" if ctx.vm.name is not None else ""
 
 
-def info_uuid(ctx) -> str:
+def info_uuid(ctx: Context) -> str:
     return f"{ctx.vm.uuid or '00000000-0000-0000-0000-000000000000'}\n"
 
 
-def help_text(ctx, topic: str = "") -> str:
+def help_text(ctx: Context, topic: str = "") -> str:
     """``help`` as QEMU 7.2 prints it (recorded); ``help NAME``: the lines of that command."""
     from ..machine.release import data_text
     # recorded with QEMU's CRLF line ends (every line: data_text reads them back as "\n")
@@ -97,7 +102,7 @@ def help_text(ctx, topic: str = "") -> str:
 
 
 #: commands without arguments: name -> (the name QEMU's messages use, handler)
-_NO_ARGS_INFO = {"status": info_status, "version": info_version, "kvm": info_kvm, "name": info_name,
+_NO_ARGS_INFO: dict[str, Callable[[Context], str]] = {"status": info_status, "version": info_version, "kvm": info_kvm, "name": info_name,
                  "uuid": info_uuid}
 _NO_ARGS = {"stop": "stop|s", "s": "stop|s", "cont": "cont|c", "c": "cont|c"}
 
@@ -107,7 +112,7 @@ def _extraneous(shown: str, help_topic: str) -> str:
                  f'Try "help {help_topic}" for more information\n')
 
 
-def run(ctx, command_line: str) -> str:
+def run(ctx: Context, command_line: str) -> str:
     """Execute one HMP command line; return its output as QEMU's monitor prints it."""
     text = command_line.strip()
     if not text:
@@ -134,7 +139,7 @@ def run(ctx, command_line: str) -> str:
             return help_text(ctx, rest.split(" ", 1)[0] if rest else "")
         if name == "info":
             what = rest.split(" ", 1)[0]
-            infos = {"hotpluggable-cpus": info_hotpluggable_cpus, "cpus": info_cpus, "numa": info_numa}
+            infos: dict[str, Callable[[VirtualMachine], str]] = {"hotpluggable-cpus": info_hotpluggable_cpus, "cpus": info_cpus, "numa": info_numa}
             if what not in infos:
                 return _crlf(f"unknown command: '{text}'\n")
             return _crlf(infos[what](vm))

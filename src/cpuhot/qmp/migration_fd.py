@@ -25,7 +25,7 @@ import stat
 import time
 
 from ..machine.migration import MigrationError, apply_incoming, check_stream
-from .migration_io import socket_channel
+from .migration_io import MigrationIO, socket_channel
 
 #: the most an incoming fd stream may hold (cpuhot's streams are a few KiB); more fails the load
 MAX_FD_STREAM = 16 << 20
@@ -37,7 +37,8 @@ def _is_socket(fd: int) -> bool:
 
 def _read_all(fd: int) -> bytes:
     os.set_blocking(fd, True)
-    chunks, total = [], 0
+    chunks: list[bytes] = []
+    total = 0
     while True:
         chunk = os.read(fd, 65536)
         if not chunk:
@@ -65,7 +66,7 @@ def _close(fd: int) -> None:
 
 # -- target ------------------------------------------------------------------------------
 
-def start_incoming(io, fd: int) -> None:
+def start_incoming(io: MigrationIO, fd: int) -> None:
     """Begin loading the stream from ``fd`` (``migrate-incoming fd:N``, ``-incoming fd:N``)."""
     vm = io.vm
     vm.migration.status = "setup"
@@ -73,7 +74,7 @@ def start_incoming(io, fd: int) -> None:
     asyncio.get_running_loop().create_task(_incoming(io, fd))
 
 
-async def _incoming(io, fd: int) -> None:
+async def _incoming(io: MigrationIO, fd: int) -> None:
     vm = io.vm
     loop = asyncio.get_running_loop()
     vm.migration.status = "active"
@@ -120,11 +121,11 @@ async def _incoming(io, fd: int) -> None:
 
 # -- source ------------------------------------------------------------------------------
 
-def start_outgoing(io, fd: int) -> None:
+def start_outgoing(io: MigrationIO, fd: int) -> None:
     io._task = asyncio.get_running_loop().create_task(_outgoing(io, fd))
 
 
-async def _outgoing(io, fd: int) -> None:
+async def _outgoing(io: MigrationIO, fd: int) -> None:
     """The source side: the same run as over ``unix:``/``tcp:`` (:meth:`MigrationIO.send`), on a
     socket fd through asyncio, on a file or pipe in a worker thread (no return path there)."""
     started = time.monotonic()

@@ -18,9 +18,20 @@ import json
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from ..machine.errors import GenericError
-from ..machine.migration import MAX_LINE, IncomingCheck, MigrationError, apply_incoming, encode_stream
+from ..machine.migration import (MAX_LINE, IncomingCheck, IncomingResult, MigrationError, apply_incoming,
+                                 encode_stream)
+from ..machine.vm import VirtualMachine
+
+#: (session, message) pairs to send, as ``Monitor.take_events`` gives them (sessions are
+#: :class:`cpuhot.qmp.protocol.Session`, which this module cannot import: it imports this one)
+Outgoing = list[tuple[Any, dict[str, Any]]]
+#: :meth:`MigrationIO.send`'s channel: ``write``, ``read_verdict`` (or None), ``close``
+Write = Callable[[bytes], Awaitable[None]]
+ReadVerdict = Callable[[], Awaitable[str]]
 
 SCHEMES = ("unix:", "tcp:")
 
@@ -132,7 +143,7 @@ def _strerror(e: OSError) -> str:
     return os.strerror(e.errno) if e.errno else (e.strerror or str(e))
 
 
-async def open_socket_uri(address: SocketURI):
+async def open_socket_uri(address: SocketURI) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect as QEMU's ``socket_connect`` does; OSError carries QEMU's ``error-desc`` text."""
     if address.kind == "unix":
         if len(address.where.encode()) > 108:              # sizeof(sun_path)
@@ -159,16 +170,40 @@ async def open_socket_uri(address: SocketURI):
     raise OSError(f"Failed to connect to '{address.display}': {reason}")
 
 
+class _Monitor(Protocol):
+    @property
+    def vm(self) -> VirtualMachine: ...
+
+    def take_events(self) -> Outgoing: ...
+
+
+class MigrationServer(Protocol):
+    """What migration needs of the QMP server (:class:`cpuhot.qmp.server.QMPServer`, which imports
+    this module)."""
+
+    @property
+    def monitor(self) -> _Monitor: ...
+
+    @property
+    def start_paused(self) -> bool: ...
+
+    def deliver(self, out: Outgoing) -> None: ...
+
+    def model_changed(self) -> None: ...
+
+    def request_stop(self, exit_code: int = 0) -> None: ...
+
+
 class MigrationIO:
-    def __init__(self, server):
+    def __init__(self, server: MigrationServer):
         self.server = server
         self.monitor = server.monitor
         self.vm = server.monitor.vm
         self._incoming_server: asyncio.base_events.Server | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     # -- helpers -------------------------------------------------------------------
-    def _event(self, name: str, data: dict | None = None) -> None:
+    def _event(self, name: str, data: dict[str, Any] | None = None) -> None:
         if self.vm.migration.caps.get("events"):
             self.vm.emit(name, data)
 
@@ -237,7 +272,7 @@ class MigrationIO:
         writer.write(json.dumps({"result": "ok"}).encode() + b"\n")
         await _drain_close(writer)
 
-    async def _read_stream(self, reader: asyncio.StreamReader):
+    async def _read_stream(self, reader: asyncio.StreamReader) -> IncomingResult:
         """Read and check the stream a line at a time, header first: at most one line of
         MAX_LINE is held, and the first bad line ends the load (nothing more is read)."""
         check = IncomingCheck(self.vm)
@@ -284,7 +319,8 @@ class MigrationIO:
             return
         await self.send(started, *socket_channel(reader, writer))
 
-    async def send(self, started: float, write, read_verdict, close, describe=str) -> None:
+    async def send(self, started: float, write: Write, read_verdict: ReadVerdict | None, close: Callable[[], None],
+                   describe: Callable[[OSError], str] = str) -> None:
         """Send the VM's stream on a connected channel, the same for every URI kind: ``write``
         (a coroutine taking the stream), ``read_verdict`` (a coroutine giving the target's answer
         on the return path, or None where the channel has none), ``close``, and ``describe``
@@ -347,7 +383,8 @@ class MigrationIO:
             vm.runstate = "postmigrate"
 
 
-def socket_channel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+def socket_channel(reader: asyncio.StreamReader,
+                   writer: asyncio.StreamWriter) -> tuple[Write, ReadVerdict, Callable[[], None]]:
     """``write``, ``read_verdict`` and ``close`` of :meth:`MigrationIO.send` for a stream socket."""
     async def write(stream: bytes) -> None:
         writer.write(stream)

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
 from ..machine.errors import CommandNotFound, GenericError, QMPError
+from ..machine.vm import VirtualMachine
 from ..profiles import Profile, get_profile
-from .dispatch import check_request, error_reply, marshal_arguments, not_found, success_reply
+from .context import MonitorIO
+from .dispatch import Registry, check_request, error_reply, marshal_arguments, not_found, success_reply
 from .framing import ParseError, Parsed
 
 log = logging.getLogger("cpuhot.qmp.protocol")
@@ -48,12 +51,12 @@ class CommandContext:
     session: Session
 
     @property
-    def vm(self):
+    def vm(self) -> VirtualMachine:
         return self.monitor.vm
 
 
 class Monitor:
-    def __init__(self, vm, profile: Profile | str = "cpuhot", *, registry=None, validate_returns: bool = False,
+    def __init__(self, vm: VirtualMachine, profile: Profile | str = "cpuhot", *, registry: Registry | None = None, validate_returns: bool = False,
                  package: str | None = None):
         from .commands import COMMANDS
         self.vm = vm
@@ -66,19 +69,20 @@ class Monitor:
         #: set by ``quit``: the I/O layer shuts down after sending the reply
         self.quit_requested = False
         #: the I/O layer (a QMPServer) for commands that need sockets (migration); None when sans-IO
-        self.io = None
+        self.io: MonitorIO | None = None
         #: called after state changes when the VM is persisted (``--state FILE``)
-        self.persist = None
+        self.persist: Callable[[], None] | None = None
 
     # -- sessions ------------------------------------------------------------
-    def greeting(self) -> dict:
+    def greeting(self) -> dict[str, Any]:
         major, minor, micro = self.profile.version
         return {"QMP": {"version": {"qemu": {"micro": micro, "minor": minor, "major": major},
                                     "package": self.package},
                         "capabilities": ["oob"] if self.profile.oob else []}}
 
-    def version_info(self) -> dict:
-        return self.greeting()["QMP"]["version"]
+    def version_info(self) -> dict[str, Any]:
+        version: dict[str, Any] = self.greeting()["QMP"]["version"]
+        return version
 
     def open_session(self, peer: str = "") -> Session:
         s = Session(next(self._numbers), peer=peer)
@@ -94,11 +98,11 @@ class Monitor:
         return [name for name in self.registry.commands if self.profile.serves(name)]
 
     # -- input ---------------------------------------------------------------
-    def handle(self, session: Session, item: Parsed | ParseError) -> list[tuple[Session, dict]]:
+    def handle(self, session: Session, item: Parsed | ParseError) -> list[tuple[Session, dict[str, Any]]]:
         """Handle one parsed input item; return the messages to send, in order."""
         if isinstance(item, ParseError):
             return [(session, {"error": {"class": "GenericError", "desc": item.desc}})]
-        msg = item.value
+        msg: Any = item.value              # any JSON value
         has_id = isinstance(msg, dict) and "id" in msg
         msg_id = msg.get("id") if has_id else None
         try:
@@ -120,7 +124,7 @@ class Monitor:
         out.append((session, reply))
         return out
 
-    def take_events(self) -> list[tuple[Session, dict]]:
+    def take_events(self) -> list[tuple[Session, dict[str, Any]]]:
         """Fan the VM's pending events out to every negotiated session."""
         events = self.vm.drain_events()
         if not events:

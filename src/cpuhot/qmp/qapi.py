@@ -8,7 +8,7 @@ Field names use QEMU's wire spelling through aliases (``vcpus-count``).
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -48,7 +48,8 @@ class CpuInfoFast(QAPIModel):
     cpu_state: Optional[Literal["uninitialized", "stopped", "check-stop", "operating", "load"]] = Field(
         None, alias="cpu-state")
     #: deprecated in 2.12, removed in 6.0 (QEMU 5.2 still sends it)
-    arch: Optional[Literal["x86", "sparc", "ppc", "mips", "tricore", "s390", "riscv", "other"]] = None
+    # (a second annotation of ``arch``: the field keeps the first one's place, which the schema's member order shows)
+    arch: Optional[Literal["x86", "sparc", "ppc", "mips", "tricore", "s390", "riscv", "other"]] = None  # type: ignore[no-redef]
 
 
 class CpuInfo(QAPIModel):
@@ -131,10 +132,10 @@ class Empty(QAPIModel):
     pass
 
 
-_ADAPTERS: dict[object, TypeAdapter] = {}
+_ADAPTERS: dict[object, TypeAdapter[Any]] = {}
 
 
-def resolve(return_type):
+def resolve(return_type: object) -> Any:
     """A command's declared return type: a model, or its name as a string (``"list[CpuInfoFast]"``),
     which keeps pydantic out of the start-up path until a reply is validated or introspected."""
     if isinstance(return_type, str):
@@ -142,7 +143,7 @@ def resolve(return_type):
     return return_type
 
 
-def validate(return_type, value) -> None:
+def validate(return_type: Any, value: object) -> None:        # a model or its name
     """Raise ``pydantic.ValidationError`` unless ``value`` is a valid ``return_type``."""
     if return_type is None:
         return
@@ -191,7 +192,7 @@ class MigrationPassData(QAPIModel):
 
 
 #: every event cpuhot emits, with the model of its ``data`` (None: no data)
-EVENTS = {
+EVENTS: dict[str, type[QAPIModel] | None] = {
     "DEVICE_DELETED": DeviceDeletedData,
     "ACPI_DEVICE_OST": ACPIDeviceOstData,
     "DEVICE_UNPLUG_GUEST_ERROR": DeviceUnplugGuestErrorData,
@@ -246,7 +247,7 @@ class MigrationCapabilityStatus(QAPIModel):
 
 class CommandLineOptionInfo(QAPIModel):
     option: str
-    parameters: list[dict]
+    parameters: list[dict[str, Any]]
 
 
 class GuestModeInfo(QAPIModel):

@@ -16,6 +16,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from . import qapi
+from .context import MonitorView
+from .dispatch import Command
 
 BUILTINS = {str: ("str", "string"), int: ("int", "int"), bool: ("bool", "boolean"),
             float: ("number", "number"), type(None): ("null", "null")}
@@ -25,11 +27,12 @@ EMPTY = "q_empty"
 
 class SchemaBuilder:
     def __init__(self) -> None:
-        self.entries: dict[str, dict] = {}
+        self.entries: dict[str, dict[str, Any]] = {}
 
-    def add(self, entry: dict) -> str:
-        self.entries.setdefault(entry["name"], entry)
-        return entry["name"]
+    def add(self, entry: dict[str, Any]) -> str:
+        name: str = entry["name"]
+        self.entries.setdefault(name, entry)
+        return name
 
     def builtin(self, name: str, json_type: str) -> str:
         return self.add({"name": name, "meta-type": "builtin", "json-type": json_type})
@@ -59,25 +62,26 @@ class SchemaBuilder:
         name = model.__name__
         if name in self.entries:
             return name
-        self.entries[name] = entry = {"name": name, "meta-type": "object", "members": []}
+        members: list[dict[str, Any]] = []
+        self.entries[name] = {"name": name, "meta-type": "object", "members": members}
         for field_name, field in model.model_fields.items():
-            member = {"name": field.alias or field_name, "type": self.type_of(field.annotation)}
+            member: dict[str, Any] = {"name": field.alias or field_name, "type": self.type_of(field.annotation)}
             if not field.is_required():
                 member["default"] = None
-            entry["members"].append(member)
+            members.append(member)
         return name
 
     def empty(self) -> str:
         return self.add({"name": EMPTY, "meta-type": "object", "members": []})
 
-    def command(self, cmd) -> None:
+    def command(self, cmd: Command) -> None:
         if cmd.args is None:          # device_add: driver, bus, id and any property
             arg = self.add({"name": f"q_obj_{cmd.name}-arg", "meta-type": "object", "members": [
                 {"name": "driver", "type": self.builtin("str", "string")},
                 {"name": "bus", "type": "str", "default": None},
                 {"name": "id", "type": "str", "default": None}]})
         elif cmd.args:
-            members = []
+            members: list[dict[str, Any]] = []
             for a in cmd.args:
                 if a.type == "enum-list":
                     enum = self.add({"name": f"{cmd.name}-{a.name}-enum", "meta-type": "enum",
@@ -86,7 +90,7 @@ class SchemaBuilder:
                 else:
                     t = self.builtin(ARG_BUILTINS[a.type], {"str": "string", "int": "int", "bool": "boolean",
                                                             "number": "number", "any": "value"}[a.type])
-                m = {"name": a.name, "type": t}
+                m: dict[str, Any] = {"name": a.name, "type": t}
                 if a.optional:
                     m["default"] = None
                 members.append(m)
@@ -94,17 +98,17 @@ class SchemaBuilder:
         else:
             arg = self.empty()
         ret = self.type_of(qapi.resolve(cmd.returns)) if cmd.returns is not None else self.empty()
-        entry = {"name": cmd.name, "meta-type": "command", "arg-type": arg, "ret-type": ret}
+        entry: dict[str, Any] = {"name": cmd.name, "meta-type": "command", "arg-type": arg, "ret-type": ret}
         if cmd.allow_oob:
             entry["allow-oob"] = True
         self.add(entry)
 
-    def event(self, name: str, data_model) -> None:
+    def event(self, name: str, data_model: type[BaseModel] | None) -> None:
         arg = self.model(data_model) if data_model is not None else self.empty()
         self.add({"name": name, "meta-type": "event", "arg-type": arg})
 
 
-def build_schema(monitor) -> list[dict]:
+def build_schema(monitor: MonitorView) -> list[dict[str, Any]]:
     b = SchemaBuilder()
     for name in monitor.served_commands():
         b.command(monitor.registry.commands[name])

@@ -30,19 +30,23 @@ Limits (all per :class:`QMPServer`, all logged when they bite):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
 import socket
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from json.encoder import c_make_encoder, encode_basestring_ascii
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]  # typeshed omits it
+from typing import Any, cast
 
 from ..machine.errors import QMPError
-from .framing import MAX_TOKEN_SIZE, JSONStreamParser, Parsed, encode
+from ..machine.vm import VirtualMachine
+from .framing import MAX_TOKEN_SIZE, JSONStreamParser, ParseError, Parsed, encode
 from . import fdpass
 from .protocol import Monitor, Session
-from .sockets import SocketInUse, bind_unix_socket  # noqa: F401 (cli, fleet and tests import them from here)
+from .sockets import SocketInUse as SocketInUse, bind_unix_socket  # cli, fleet and tests import them from here
 
 log = logging.getLogger("cpuhot.qmp.server")
 
@@ -68,7 +72,13 @@ HELD_INPUT_LIMIT = 1 << 20
 _LIST_MEMO_MIN = 1
 
 
-def _unencodable(obj):
+#: ``tracer(direction, session or None, payload)``: "open", "close", "recv" (bytes), "in" (parsed), "out"
+Tracer = Callable[[str, Session | None, object], None]
+#: (session, message) pairs to send
+Outgoing = list[tuple[Session, dict[str, Any]]]
+
+
+def _unencodable(obj: object) -> Any:
     raise TypeError(f"cannot encode {type(obj).__name__} as QMP JSON")
 
 
@@ -82,7 +92,7 @@ _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_PLAIN = re.compile(r"[0-9][.eE]|Infinity|NaN|[0-9]{19}")
 
 
-def fast_encode(msg, double: str = "%.17g") -> bytes:
+def fast_encode(msg: object, double: str = "%.17g") -> bytes:
     """``framing.encode(msg)``, byte for byte, about 1.5x faster for the usual messages.
 
     (The one liberty: a dict key that is not a string, which framing.encode refuses, is written
@@ -136,7 +146,7 @@ class QMPConnection(asyncio.Protocol):
         self._held: list[bytes] | None = None
         self._held_bytes = 0
         #: parsed input not handled yet (back-pressure, fairness)
-        self._queue: deque = deque()
+        self._queue: deque[Parsed | ParseError] = deque()
         #: output of the current turn, written at once when the server uncorks
         self._out: list[bytes] = []
         self._out_bytes = 0
@@ -156,7 +166,8 @@ class QMPConnection(asyncio.Protocol):
         return f"<client {number} of {self.server.name}>"
 
     # -- asyncio.Protocol ------------------------------------------------------
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)      # a stream server's connections are Transports
         self.transport = transport
         fdpass.receive_fds(transport)
         server = self.server
@@ -175,8 +186,14 @@ class QMPConnection(asyncio.Protocol):
             return
         self.activate()
 
+    @property
+    def _transport(self) -> asyncio.Transport:
+        """:attr:`transport`, for what runs only once ``connection_made`` has set it."""
+        assert self.transport is not None
+        return self.transport
+
     def activate(self) -> None:
-        peer = self.transport.get_extra_info("peername") or ""
+        peer = self._transport.get_extra_info("peername") or ""
         self.session = self.monitor.open_session(peer=str(peer))
         self.server.connections[self.session] = self
         self.server.trace("open", self.session, None)
@@ -192,7 +209,7 @@ class QMPConnection(asyncio.Protocol):
         self._held_bytes = 0
         if self._reading_paused:
             self._reading_paused = False
-            self.transport.resume_reading()
+            self._transport.resume_reading()
         for data in held or ():
             self.data_received(data)
 
@@ -203,7 +220,7 @@ class QMPConnection(asyncio.Protocol):
         return fds
 
     def _collect_fds(self) -> None:
-        fds = fdpass.take_received(self.transport)
+        fds = fdpass.take_received(self._transport)
         if fds:      # as QEMU's socket chardev: new fds replace those no command took
             fdpass.close_all(self.passed_fds)
             self.passed_fds = fds
@@ -215,7 +232,7 @@ class QMPConnection(asyncio.Protocol):
             self._held_bytes += len(data)
             if self._held_bytes > HELD_INPUT_LIMIT and not self._reading_paused:
                 self._reading_paused = True     # the kernel holds the rest, as for QEMU's waiting clients
-                self.transport.pause_reading()
+                self._transport.pause_reading()
             return
         if self.session is None or self.session.closed or self.dropped:
             return
@@ -233,7 +250,7 @@ class QMPConnection(asyncio.Protocol):
             return
         self._pump()
 
-    def eof_received(self):
+    def eof_received(self) -> bool | None:
         if self._queue and not self.dropped:
             self._eof = True    # answer what arrived before the EOF first, then close
             return True
@@ -244,8 +261,8 @@ class QMPConnection(asyncio.Protocol):
         if self.session is not None and not self.session.negotiated and not self.session.closed:
             self.drop(f"it did not negotiate (qmp_capabilities) within {self.server.negotiation_timeout:g} s")
 
-    def connection_lost(self, exc) -> None:
-        fdpass.close_all(self.passed_fds + fdpass.take_received(self.transport))
+    def connection_lost(self, exc: Exception | None) -> None:
+        fdpass.close_all(self.passed_fds + fdpass.take_received(self._transport))
         self.passed_fds = []
         if self._negotiation_timer is not None:
             self._negotiation_timer.cancel()
@@ -301,6 +318,7 @@ class QMPConnection(asyncio.Protocol):
         session = self.session
         quit_now = False
         if queue and not self._write_paused:
+            assert session is not None      # input is queued for an open session only
             handled = 0
             limit = server.batch_limit
             high = server.write_high_water
@@ -343,10 +361,10 @@ class QMPConnection(asyncio.Protocol):
         if self._queue or self._write_paused:
             if not self._reading_paused:
                 self._reading_paused = True
-                self.transport.pause_reading()
-        elif self._reading_paused and self._held is None and not self.transport.is_closing():
+                self._transport.pause_reading()
+        elif self._reading_paused and self._held is None and not self._transport.is_closing():
             self._reading_paused = False
-            self.transport.resume_reading()
+            self._transport.resume_reading()
 
     def _stalled(self) -> None:
         self._stall_timer = None
@@ -355,7 +373,7 @@ class QMPConnection(asyncio.Protocol):
                   f"({pending} bytes unsent)")
 
     # -- output ------------------------------------------------------------------
-    def _write(self, msg: dict) -> None:
+    def _write(self, msg: dict[str, Any]) -> None:
         if self.dropped or self.transport is None or self.transport.is_closing():
             return
         server = self.server
@@ -381,7 +399,7 @@ class QMPConnection(asyncio.Protocol):
             self._send(data)
 
     def _send(self, data: bytes) -> None:
-        transport = self.transport
+        transport = self._transport
         backlog = transport.get_write_buffer_size()
         if backlog > self.server.max_write_buffer:
             # more output for a client that left more than the limit unread: it is not reading
@@ -413,8 +431,11 @@ class QMPConnection(asyncio.Protocol):
 class QMPServer:
     """Serves one :class:`Monitor` on any number of endpoints."""
 
-    def __init__(self, monitor: Monitor, *, max_write_buffer: int = MAX_WRITE_BUFFER, tracer=None,
-                 stderr_sink=None, name: str = "cpuhot", write_high_water: int = WRITE_HIGH_WATER,
+    #: the monitor's named fds (``getfd``), made on first use by ``commands_migration.fd_table``
+    fd_table: fdpass.FdTable
+
+    def __init__(self, monitor: Monitor, *, max_write_buffer: int = MAX_WRITE_BUFFER, tracer: Tracer | None = None,
+                 stderr_sink: Callable[[list[tuple[bool, str]]], None] | None = None, name: str = "cpuhot", write_high_water: int = WRITE_HIGH_WATER,
                  write_stall_timeout: float | None = WRITE_STALL_TIMEOUT,
                  max_read_buffer: int = MAX_READ_BUFFER, max_input_total: int = MAX_INPUT_TOTAL,
                  batch_limit: int = BATCH_LIMIT, max_connections: int = MAX_CONNECTIONS,
@@ -449,7 +470,7 @@ class QMPServer:
         self.stderr_sink = stderr_sink
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
-        self._persisted_key = None
+        self._persisted_key: tuple[object, ...] | None = None
         #: connections with output of the current turn (None: not corked, write at once)
         self._corked: list[QMPConnection] | None = None
         self._cork_depth = 0
@@ -457,11 +478,11 @@ class QMPServer:
         self._memo: dict[int, tuple[object, bytes]] = {}
         self._memo_cap = 4096
         #: called after every change of the model (the guest agent's endpoint re-checks its state)
-        self.model_listeners: list = []
+        self.model_listeners: list[Callable[[], None]] = []
         #: coroutines run when the server closes (other endpoints of the VM: the guest agent)
-        self.closers: list = []
+        self.closers: list[Callable[[], Awaitable[None]]] = []
 
-    def trace(self, direction: str, session, payload) -> None:
+    def trace(self, direction: str, session: Session | None, payload: object) -> None:
         if self.tracer is not None:
             self.tracer(direction, session, payload)
 
@@ -501,7 +522,7 @@ class QMPServer:
         loop = asyncio.get_running_loop()
         for conn, greeted in accepted:
             conn.setblocking(False)
-            await loop.connect_accepted_socket(lambda g=greeted: QMPConnection(self, greeted=g), conn)
+            await loop.connect_accepted_socket(functools.partial(QMPConnection, self, greeted=greeted), conn)
         sock.setblocking(False)
         srv = await loop.create_unix_server(lambda: QMPConnection(self), sock=sock)
         self.servers.append(srv)
@@ -576,13 +597,13 @@ class QMPServer:
             return False
         return True
 
-    def internal_error(self, session: Session, item, exc: BaseException) -> list[tuple[Session, dict]]:
+    def internal_error(self, session: Session, item: Parsed | ParseError, exc: BaseException) -> Outgoing:
         """The reply to a command that failed with an unexpected exception (a bug): a GenericError."""
         msg = item.value if isinstance(item, Parsed) else None
         name = msg.get("execute", msg.get("exec-oob")) if isinstance(msg, dict) else None
         log.error("%s: internal error in command %r of client %s", self.name, name, session.number,
                   exc_info=exc)
-        reply: dict = {}
+        reply: dict[str, Any] = {}
         if isinstance(msg, dict) and "id" in msg:
             reply["id"] = msg["id"]
         reply["error"] = {"class": "GenericError",
@@ -592,7 +613,7 @@ class QMPServer:
         return out
 
     # -- output ----------------------------------------------------------------------
-    def deliver(self, out: list[tuple[Session, dict]]) -> None:
+    def deliver(self, out: Outgoing) -> None:
         connections = self.connections
         for session, msg in out:
             conn = connections.get(session)
@@ -609,10 +630,11 @@ class QMPServer:
         self._cork_depth -= 1
         if self._cork_depth == 0:
             corked, self._corked = self._corked, None
+            assert corked is not None       # cork() made it
             for conn in corked:
                 conn._flush()
 
-    def encode(self, msg) -> bytes:
+    def encode(self, msg: object) -> bytes:
         """``framing.encode`` (see :func:`fast_encode`), with the elements of list replies cached by identity.
 
         The model hands out the same (never mutated) entry objects for CPUs that
@@ -626,10 +648,10 @@ class QMPServer:
                 return self._encode_list_reply(msg, ret)
         return fast_encode(msg, self.monitor.vm.release_info.json_double)
 
-    def _encode_list_reply(self, msg: dict, ret: list) -> bytes:
+    def _encode_list_reply(self, msg: dict[str, Any], ret: list[object]) -> bytes:
         memo = self._memo
         get = memo.get
-        frags = []
+        frags: list[bytes] = []
         append = frags.append
         for e in ret:
             hit = get(id(e))
@@ -708,7 +730,7 @@ class QMPServer:
                 self.uncork()
 
 
-def _state_key(vm) -> tuple:
+def _state_key(vm: VirtualMachine) -> tuple[object, ...]:
     """Cheap fingerprint of what --state persists (changes whenever a snapshot would)."""
     return (vm.runstate, vm.anon_counter, vm.unattached_counter, vm.guest.booted, len(vm.peripheral),
             tuple(getattr(d, "unplug_requested", False) for d in vm.peripheral.values()),

@@ -7,6 +7,8 @@ non-CPU devices it knows.  Property lists describe what ``device_add`` accepts.
 
 from __future__ import annotations
 
+from typing import Required, TypedDict
+
 from ..machine.cpu_models import SPAPR_CORE_MODELS, cpu_definitions
 from ..machine.devices import PCI_DEVICES
 from ..machine.errors import DeviceNotFound
@@ -17,8 +19,16 @@ from ..machine.x86 import X86_CPU_FLAGS, X86_CPU_PROPERTIES
 _C_TO_QOM = {"int32_t": "int32", "uint32_t": "uint32", "int64_t": "int64"}
 
 
-def _types(arch: str) -> list[dict]:
-    out = [{"name": "accel", "parent": "object", "abstract": True},
+class ObjectTypeInfo(TypedDict, total=False):
+    """QAPI's ``ObjectTypeInfo``, as ``qom-list-types`` returns it."""
+
+    name: Required[str]
+    parent: str
+    abstract: bool
+
+
+def _types(arch: str) -> list[ObjectTypeInfo]:
+    out: list[ObjectTypeInfo] = [{"name": "accel", "parent": "object", "abstract": True},
            {"name": "tcg-accel", "parent": "accel"}, {"name": "kvm-accel", "parent": "accel"},
            {"name": "machine", "parent": "object", "abstract": True},
            {"name": "memory-backend", "parent": "object", "abstract": True},
@@ -44,7 +54,8 @@ def _types(arch: str) -> list[dict]:
         out += [{"name": f"{f}-spapr-cpu-core", "parent": "spapr-cpu-core"} for f in sorted(SPAPR_CORE_MODELS)]
         out.append({"name": "spapr-pci-host-bridge", "parent": "device"})
     out += [{"name": d, "parent": "device"} for d in PCI_DEVICES]
-    seen, unique = set(), []
+    seen: set[str] = set()
+    unique: list[ObjectTypeInfo] = []
     for t in out:
         if t["name"] not in seen:
             seen.add(t["name"])
@@ -52,7 +63,7 @@ def _types(arch: str) -> list[dict]:
     return unique
 
 
-def _ancestors(types: dict[str, dict], name: str) -> set[str]:
+def _ancestors(types: dict[str, ObjectTypeInfo], name: str) -> set[str]:
     out = {name}
     while name in types and "parent" in types[name]:
         name = types[name]["parent"]
@@ -60,10 +71,10 @@ def _ancestors(types: dict[str, dict], name: str) -> set[str]:
     return out
 
 
-def list_types(arch: str, implements: str | None, abstract: bool) -> list[dict]:
+def list_types(arch: str, implements: str | None, abstract: bool) -> list[ObjectTypeInfo]:
     types = _types(arch)
     by_name = {t["name"]: t for t in types}
-    out = []
+    out: list[ObjectTypeInfo] = []
     for t in types:
         if t.get("abstract") and not abstract:
             continue
@@ -73,7 +84,7 @@ def list_types(arch: str, implements: str | None, abstract: bool) -> list[dict]:
     return out
 
 
-def _props(arch: str, typename: str) -> list[dict] | None:
+def _props(arch: str, typename: str) -> list[dict[str, str]] | None:
     types = {t["name"]: t for t in _types(arch)}
     if typename not in types:
         return None
@@ -90,14 +101,14 @@ def _props(arch: str, typename: str) -> list[dict] | None:
     return []
 
 
-def device_properties(arch: str, typename: str) -> list[dict]:
+def device_properties(arch: str, typename: str) -> list[dict[str, str]]:
     props = _props(arch, typename)
     if props is None:
         raise DeviceNotFound(f"Device '{typename}' not found")
     return props
 
 
-def object_properties(arch: str, typename: str) -> list[dict]:
+def object_properties(arch: str, typename: str) -> list[dict[str, str]]:
     """Never an error for a type cpuhot knows (libvirt 9.0 crashes on an error reply here)."""
     props = _props(arch, typename)
     if props is None:
@@ -112,7 +123,7 @@ def object_properties(arch: str, typename: str) -> list[dict]:
 ABSTRACT_MACHINES = {"generic-pc-machine": ("x86_64", ("pc", "q35"))}
 
 
-def _abstract_machine_props(arch: str, typename: str) -> list[dict] | None:
+def _abstract_machine_props(arch: str, typename: str) -> list[dict[str, str]] | None:
     """The properties an abstract machine class has: those all its recorded QEMU 7.2 families share
     (inferred: QEMU 7.2 lists them, with descriptions, for generic-pc-machine; links are left out as
     in the recorded families)."""
