@@ -7,6 +7,7 @@ and that clients who connect during start-up are served as if the server had gre
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -26,32 +27,100 @@ from .helpers import script
 HEAVY = ("asyncio", "pydantic", "cpuhot.machine", "cpuhot.qmp", "cpuhot.cli", "cpuhot.dropin",
          "cpuhot.launch", "cpuhot.profiles", "dataclasses", "json", "socket", "selectors", "threading", "enum")
 
+#: run in a fresh interpreter: take the early path for argv (``{sock}``, ``{tmp}``, ``{fd}`` filled in),
+#: connect as a client, and print the greeting and every module imported before it arrived
 PROBE = r"""
-import sys
+import os, sys
 from cpuhot import early
-path = sys.argv[1]
-g = early.start(["serve", "-S", "-machine", "pc", "-qmp", f"unix:{path},server=on,wait=off"], "cpuhot")
+kind, address, out, *argv = sys.argv[1:]
+g = early.start(argv, "cpuhot-system-x86_64")
+if isinstance(g, int):                   # the original process of -daemonize: the daemon reports
+    sys.exit(g)
 assert g is not None, "the early path was not taken"
-loaded = sorted(sys.modules)            # all the greeting path imported (the client below imports more)
-import socket
-c = socket.socket(socket.AF_UNIX)
-c.connect(path)
-line = c.makefile("rb").readline()
-print(line.decode().rstrip())
-print(" ".join(loaded))
+import _socket
+c = _socket.socket(_socket.AF_INET if kind == "tcp" else _socket.AF_UNIX, _socket.SOCK_STREAM)
+c.connect(("127.0.0.1", int(address)) if kind == "tcp" else address)
+line = b""
+while not line.endswith(b"\n"):
+    line += c.recv(4096)
+loaded = sorted(sys.modules)             # all that ran before the greeting came
+pidfile = [a for a in argv if a.endswith(".pid")]
+report = {"greeting": line.decode(), "modules": loaded, "pid": os.getpid(),
+          "pidfile": open(pidfile[0]).read() if pidfile else None}
+c.close()
 g.abort()
+with open(out, "w") as f:
+    f.write(repr(report))
+if g.daemon is not None:
+    g.daemon.failed()                    # the original process exits 1: nothing was served
 """
 
+#: each start-up path issue 11 brings to the early greeting: (extra argv, how the client reaches it)
+EARLY_PATHS = {
+    "unix": (["-qmp", "unix:{sock},server=on,wait=off"], "unix"),
+    "tcp": (["-qmp", "tcp:127.0.0.1:{port},server=on,wait=off"], "tcp"),
+    "chardev-path": (["-chardev", "socket,id=mon0,path={sock},server=on,wait=off",
+                      "-mon", "chardev=mon0,mode=control"], "unix"),
+    "chardev-host": (["-chardev", "socket,id=mon0,host=127.0.0.1,port={port},server=on,wait=off",
+                      "-mon", "chardev=mon0,mode=control"], "tcp"),
+    "chardev-fd": (["-chardev", "socket,id=mon0,fd={fd},server=on,wait=off",
+                    "-mon", "chardev=mon0,mode=control"], "unix"),
+    "pidfile": (["-pidfile", "{tmp}/q.pid", "-qmp", "unix:{sock},server=on,wait=off"], "unix"),
+    "state": (["--state", "{tmp}/state.json", "-qmp", "unix:{sock},server=on,wait=off"], "unix"),
+    "daemonize": (["-daemonize", "-pidfile", "{tmp}/q.pid", "-qmp", "unix:{sock},server=on,wait=off"], "unix"),
+    "libvirt": (["-name", "guest=vm1,debug-threads=on", "-daemonize", "-pidfile", "{tmp}/q.pid", "-machine",
+                 "pc,usb=off", "-chardev", "socket,id=charmonitor,fd={fd},server=on,wait=off",
+                 "-mon", "chardev=charmonitor,id=monitor,mode=control", "-no-user-config", "-nodefaults"], "unix"),
+}
 
-def test_nothing_heavy_is_imported_before_the_greeting(tmp_path):
-    path = tmp_path / "q.sock"
-    out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
-                         timeout=60, check=True).stdout.splitlines()
-    assert out[0].startswith('{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}')
-    loaded = out[1].split()
-    bad = [m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _fill(argv: list[str], **values) -> list[str]:
+    return [a.format(**values) for a in argv]
+
+
+@pytest.mark.parametrize("name", sorted(EARLY_PATHS))
+def test_nothing_heavy_is_imported_before_the_greeting(tmp_path, name):
+    extra, kind = EARLY_PATHS[name]
+    sock, port, out = tmp_path / "q.sock", _free_port(), tmp_path / "report.json"
+    inherited = None
+    fds: tuple[int, ...] = ()
+    if "{fd}" in " ".join(extra):
+        inherited = socket.socket(socket.AF_UNIX)
+        inherited.bind(str(sock))
+        inherited.listen(8)
+        fds = (inherited.fileno(),)
+    argv = ["-S", "-machine", "pc", *_fill(extra, sock=sock, port=port, tmp=tmp_path,
+                                           fd=fds[0] if fds else -1)]
+    address = str(sock) if kind == "unix" else str(port)
+    try:
+        r = subprocess.run([sys.executable, "-c", PROBE, kind, address, str(out), *argv],
+                           capture_output=True, text=True, timeout=60, pass_fds=fds)
+    finally:
+        if inherited is not None:
+            inherited.close()
+    assert r.stderr == ""
+    report = ast.literal_eval(out.read_text())
+    assert report["greeting"].startswith('{"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7}')
+    bad = [m for m in report["modules"] if any(m == h or m.startswith(h + ".") for h in HEAVY)]
     assert bad == []
-    assert not path.exists()                    # abort() removed the socket
+    if "-daemonize" in argv:
+        assert r.returncode == 1                      # the daemon reported a failure: nothing served
+        assert report["pidfile"] == f"{report['pid']}\n"   # the daemon's pid, before the greeting
+    elif "-pidfile" in argv:
+        assert r.returncode == 0 and report["pidfile"] == f"{report['pid']}\n"
+    else:
+        assert r.returncode == 0
+    assert not (tmp_path / "q.pid").exists()          # abort() removed the pid file
+    if inherited is None:
+        assert not sock.exists()                      # ... and the socket it made
 
 
 @pytest.mark.parametrize("name", sorted(early.GREETING_PROFILES))
@@ -76,21 +145,47 @@ def test_early_greeting_literal():
 
 
 @pytest.mark.parametrize("argv", [
-    ["-qmp", "tcp:127.0.0.1:4444"],                    # TCP: the usual path
-    ["-daemonize", "-qmp", "unix:/x.sock"],
-    ["-pidfile", "p", "-qmp", "unix:/x.sock"],
+    ["-qmp", "tcp:localhost:4444"],                    # a host name: never looked up early
+    ["-qmp", "tcp::4444"],                             # no address
     ["-qmp", "unix:/x.sock,server=on,wait=on"],
+    ["-qmp", "unix:/x.sock", "-qmp", "unix:/x.sock"],  # the same twice: the usual path refuses it
     ["-machine", "pc"],                                # the default socket: the usual path
     ["-version", "-qmp", "unix:/x.sock"],
+    ["-machine", "help", "-qmp", "unix:/x.sock"],
+    ["-cpu", "help", "-qmp", "unix:/x.sock"],
+    ["--help", "-qmp", "unix:/x.sock"],
+    ["-no-such-option", "-qmp", "unix:/x.sock"],
+    ["-qmp"],                                          # no argument
+    ["-chardev", "socket,id=m,path=/x.sock,server=on,wait=off", "-mon", "chardev=m"],  # HMP (readline)
+    ["-chardev", "socket,id=m,path=/x.sock,server=on,wait=off", "-mon", "chardev=n,mode=control"],
+    ["-chardev", "socket,id=m,path=/x.sock", "-mon", "chardev=m,mode=control"],       # a client chardev
+    ["-chardev", "socket,id=m,fd=x,server=on,wait=off", "-mon", "chardev=m,mode=control"],
+    ["-chardev", "socket,id=m,path=/x.sock,fd=3,server=on,wait=off", "-mon", "chardev=m,mode=control"],
+    ["-chardev", "socket,id=m,path=/a,,b,server=on,wait=off", "-mon", "chardev=m,mode=control"],
+    ["-chardev", "socket,id=m,path=/a,server=on,wait=off", "-chardev", "socket,id=m,path=/b,server=on,wait=off",
+     "-mon", "chardev=m,mode=control"],                # a duplicate id
+    ["-chardev", "pty,id=m", "-mon", "chardev=m,mode=control"],
 ])
 def test_usual_path(argv):
     assert early.plan(argv) is None
 
 
 def test_plan():
-    assert early.plan(["-S", "-qmp", "unix:/a.sock,server=on,wait=off", "--compat", "qemu-7.2",
-                       "-qmp", "unix:/b.sock"]) == (["/a.sock", "/b.sock"], "qemu-7.2")
-    assert early.plan(["--compat=qemu-5.2", "-qmp", "unix:/a.sock"]) == (["/a.sock"], "qemu-5.2")
+    p = early.plan(["-S", "-qmp", "unix:/a.sock,server=on,wait=off", "--compat", "qemu-7.2",
+                    "-qmp", "unix:/b.sock", "-qmp", "tcp:127.0.0.1:4444,server,nowait"])
+    assert p is not None
+    assert p.listeners == [("unix:/a.sock", "unix", "/a.sock"), ("unix:/b.sock", "unix", "/b.sock"),
+                           ("tcp:127.0.0.1:4444", "tcp", ("127.0.0.1", 4444))]
+    assert (p.compat, p.daemonize, p.pidfile) == ("qemu-7.2", False, None)
+    p = early.plan(["--compat=qemu-5.2", "-qmp", "unix:/a.sock"])
+    assert p is not None and (p.listeners, p.compat) == ([("unix:/a.sock", "unix", "/a.sock")], "qemu-5.2")
+    p = early.plan(["-daemonize", "-pidfile", "/run/q.pid", "-chardev", "socket,id=charmonitor,fd=23,server=on,wait=off",
+                    "-mon", "chardev=charmonitor,id=monitor,mode=control", "--state", "/s.json"])
+    assert p is not None
+    assert (p.listeners, p.daemonize, p.pidfile) == ([("fd:23", "fd", 23)], True, "/run/q.pid")
+    p = early.plan(["-chardev", "socket,id=m,path=rel.sock,server=on,wait=off", "-mon", "m,mode=control"])
+    assert p is not None and p.listeners == [(f"unix:{os.path.abspath('rel.sock')}", "unix",
+                                              os.path.abspath("rel.sock"))]
 
 
 def _connect(path, deadline=30.0) -> socket.socket:
