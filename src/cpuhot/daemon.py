@@ -3,10 +3,12 @@
 Light on purpose: :mod:`cpuhot.early` forks and writes the pid file before the heavy imports, and
 :mod:`cpuhot.dropin` uses the same two classes on the usual path.
 
-What a client sees of a daemonizing QEMU (5.2, 7.2 and 10.0 measured alike,
-``tests/tools/data/qemu-daemonize.json``): the pid file holds the daemon's pid before its monitor
-socket exists, the greeting arrives while the original process still waits, and the original
-process exits 0 only once the start-up is complete (some 25 ms after the greeting for 7.2).
+What a client sees of a daemonizing QEMU (5.2, 7.2 and 10.0 alike, recorded by
+``tools/record_daemonize.py`` in ``tests/tools/data/qemu-daemonize.json``): the pid file holds the
+daemon's pid before its monitor socket accepts, the daemon itself greets (``SO_PEERCRED``) while
+the original process still waits, and the original process exits 0 only once the start-up is
+complete (some 25 ms after the greeting for 7.2 here).  cpuhot's early path does the same; its
+usual path (:mod:`cpuhot.dropin`) listens, then writes the pid file, then lets the parent go.
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ monitors :func:`plan` can take — ``-qmp unix:PATH`` and ``-qmp tcp:ADDR:PORT``
 ``-mon chardev=ID,mode=control`` — :func:`main` listens on them (an inherited ``fd=N``, libvirt's
 way, is already listening) and starts a thread that accepts clients and sends each the greeting,
 using nothing but the standard library's C modules (no asyncio, no VM model).  ``-pidfile`` is
-written before the first greeting; ``-daemonize`` forks first, as QEMU does before it creates its
-monitors, and the original process waits until the daemon serves (:class:`cpuhot.daemon.Daemon`).
+written before the first greeting.  ``-daemonize`` forks first and the daemon writes the pid file,
+then listens and greets, as QEMU 5.2, 7.2 and 10.0 do (``tests/tools/data/qemu-daemonize.json``:
+the greeting comes from the daemon while the original process still waits, which exits 0 once
+the daemon serves, :class:`cpuhot.daemon.Daemon`); in the daemon, what fails early is left to the
+server, which tries again and reports it as the usual path does.
 Then the usual start-up runs (the command line is read and checked, the VM built, asyncio
 imported), and the server adopts the listening sockets and the greeted connections.  A client
 that connected meanwhile has its greeting at once and its first command answered as soon as the
@@ -70,7 +73,7 @@ class EarlyGreeter:
     Keys: ``unix:PATH`` (PATH absolute), ``tcp:HOST:PORT`` (as given) and ``fd:N``.
     """
 
-    def __init__(self, listeners: list[tuple[str, str, object]], greeting: bytes, *, single_client: bool):
+    def __init__(self, greeting: bytes, *, single_client: bool):
         self.greeting = greeting
         self.single_client = single_client
         self.sockets: dict[str, _socket.socket] = {}
@@ -85,6 +88,9 @@ class EarlyGreeter:
         self._wake_r, self._wake_w = os.pipe()
         self._done: _thread.LockType | None = None
         self._switch_interval = 0.005
+
+    def listen(self, listeners: list[tuple[str, str, object]]) -> None:
+        """Listen on every monitor of :attr:`Plan.listeners`; on an error none is left open."""
         try:
             for key, kind, address in listeners:
                 self.sockets[key] = self._listen(key, kind, address)
@@ -212,17 +218,6 @@ class EarlyGreeter:
     def take_pidfile(self) -> PidFile | None:
         pid, self.pidfile = self.pidfile, None
         return pid
-
-    def abort_in_parent(self) -> None:
-        """In the original process of a daemonizing start-up: close its copies (the daemon serves)."""
-        self.stop()
-        for key, sock in self.sockets.items():
-            if key.startswith("fd:"):
-                sock.detach()
-            else:
-                sock.close()
-        self.sockets.clear()
-        self.files.clear()
 
     def abort(self) -> None:
         """The start-up failed: close everything, remove the socket files and the pid file."""
@@ -464,26 +459,40 @@ def start(argv: list[str], prog: str) -> EarlyGreeter | int | None:
     if made is None:
         return None
     greeting, single = made
-    try:
-        greeter = EarlyGreeter(planned.listeners, greeting, single_client=single)
-    except OSError:
-        return None                 # the usual path reports it as QEMU does
-    pid = PidFile(planned.pidfile) if planned.pidfile else None
+    greeter = EarlyGreeter(greeting, single_client=single)
     if planned.daemonize:
+        # QEMU's order: fork, pid file, monitors.  In the daemon there is no usual path to fall back
+        # to: what fails here is left to the server (cpuhot.cli), which tries again and reports it
+        # as before, and nobody is greeted early
         daemon = Daemon()
         status = daemon.start()
         if status is not None:
-            greeter.abort_in_parent()
+            greeter.stop()
             return status           # the original process: 0 once the daemon serves, 1 if it failed
         greeter.daemon = daemon
-    if pid is not None:
+        pid = PidFile(planned.pidfile) if planned.pidfile else None
         try:
-            pid.write()
+            if pid is not None:
+                pid.write()
+                greeter.pidfile = pid
+            greeter.listen(planned.listeners)
         except OSError:
-            if not planned.daemonize:
-                greeter.abort()
-                return None         # the usual path writes it, and reports what stops it
-            return greeter          # the daemon's server writes it and reports (no greeting before)
+            greeter.abort()         # (the pid file too: the server writes it again)
+            return greeter
+        greeter.start()
+        return greeter
+    try:
+        greeter.listen(planned.listeners)
+    except OSError:
+        greeter.stop()
+        return None                 # the usual path reports it as QEMU does
+    if planned.pidfile:
+        pid = PidFile(planned.pidfile)
+        try:
+            pid.write()             # once every monitor listens, as the usual path does
+        except OSError:
+            greeter.abort()
+            return None             # the usual path writes it, and reports what stops it
         greeter.pidfile = pid
     greeter.start()
     return greeter

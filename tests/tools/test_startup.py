@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -249,3 +250,189 @@ def test_a_refused_command_line_leaves_no_socket(tmp_path):
     assert (r.returncode, r.stdout) == (1, "")
     assert r.stderr == "cpuhot-system-x86_64: Parameter 'smp.cpus' expects integer\n"
     assert not os.path.exists(path)
+
+
+# -- each path end to end: served as before, refused as before -------------------------------------
+
+def _stale_socket(path) -> None:
+    """A socket file nobody listens on: the early path leaves it to the usual path, which replaces it."""
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.close()
+
+
+def _peer_pid(s: socket.socket) -> int:
+    import struct
+    return struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+
+
+def test_tcp_monitor_served_from_the_start(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen([script("cpuhot-system-x86_64"), "-S", "-qmp", f"tcp:127.0.0.1:{port},server=on,wait=off"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 30
+        while True:
+            try:
+                c = socket.create_connection(("127.0.0.1", port))
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < end and proc.poll() is None
+                time.sleep(0.001)
+        f = c.makefile("rwb")
+        assert json.loads(f.readline())["QMP"]["version"]["qemu"] == {"micro": 22, "minor": 2, "major": 7}
+        assert _exchange(f, {"execute": "qmp_capabilities"}, {"execute": "query-status"}) == [
+            {"return": {}}, {"return": {"status": "prelaunch", "singlestep": False, "running": False}}]
+        assert proc.stdout.readline() == f"tcp:127.0.0.1:{port}\n"     # printed as before
+        c.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_busy_tcp_port_is_reported_as_qemu_reports_it():
+    from .helpers import require_qemu
+    qemu = require_qemu()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    argv = ["-S", "-nodefaults", "-display", "none", "-qmp", f"tcp:127.0.0.1:{port},server=on,wait=off"]
+    try:
+        assert early.start(argv, "cpuhot-system-x86_64") is None          # the usual path reports it
+        seen = []
+        for binary in (qemu, script("cpuhot-system-x86_64")):
+            r = subprocess.run([binary, *argv], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            seen.append((r.returncode, r.stdout, r.stderr.replace(os.path.basename(binary), "PROG")))
+    finally:
+        busy.close()
+    assert seen[0] == seen[1]
+    assert seen[0][0] == 1
+
+
+def test_libvirts_client_connects_before_exec_and_is_greeted(tmp_path):
+    """libvirt binds and listens, passes the fd and may connect before QEMU runs: that client is greeted
+    by the early thread, and its first command answered by the server."""
+    path = tmp_path / "monitor.sock"
+    lsock = socket.socket(socket.AF_UNIX)
+    lsock.bind(str(path))
+    lsock.listen(8)
+    first = socket.socket(socket.AF_UNIX)
+    first.connect(str(path))                          # in the backlog before the process exists
+    fd = lsock.fileno()
+    proc = subprocess.Popen([script("cpuhot-system-x86_64"), "-S", "-nodefaults", "-chardev",
+                             f"socket,id=charmonitor,fd={fd},server=on,wait=off",
+                             "-mon", "chardev=charmonitor,id=monitor,mode=control"],
+                            pass_fds=(fd,), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lsock.close()
+    try:
+        f = first.makefile("rwb")
+        assert "QMP" in json.loads(f.readline())
+        assert _exchange(f, {"execute": "qmp_capabilities"}, {"execute": "query-name"}) == [
+            {"return": {}}, {"return": {}}]
+        first.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (0, "")          # an inherited monitor is not announced
+    assert path.exists()                              # the socket file is libvirt's, not removed
+
+
+def test_daemonize_greets_from_the_daemon_before_the_parent_returns(tmp_path):
+    """As QEMU 5.2, 7.2 and 10.0 do (cpuhot.daemon): the pid file holds the daemon's pid by the time it
+    greets, the greeting comes while the original process still waits, which then exits 0."""
+    sock, pidfile = tmp_path / "d.sock", tmp_path / "d.pid"
+    proc = subprocess.Popen([script("cpuhot-system-x86_64"), "-S", "-nodefaults", "-daemonize", "-pidfile",
+                             str(pidfile), "-qmp", f"unix:{sock},server=on,wait=off"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    daemon = None
+    try:
+        c = _connect(sock)
+        f = c.makefile("rwb")
+        assert "QMP" in json.loads(f.readline())
+        parent_waiting = proc.poll() is None
+        daemon = int(pidfile.read_text())
+        assert _peer_pid(c) == daemon != proc.pid     # the daemon listens (and greets), as QEMU's does
+        out, err = proc.communicate(timeout=60)
+        assert (proc.returncode, out, err) == (0, "", "")
+        assert parent_waiting
+        assert _exchange(f, {"execute": "qmp_capabilities"}, {"execute": "query-status"})[1]["return"]["status"] \
+            == "prelaunch"
+        c.close()
+    finally:
+        if daemon is not None:
+            os.kill(daemon, signal.SIGTERM)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    end = time.monotonic() + 30
+    while (sock.exists() or pidfile.exists()) and time.monotonic() < end:
+        time.sleep(0.01)
+    assert not sock.exists() and not pidfile.exists()
+
+
+#: refusals after the early greeting (or where the early path defers): the same exit status and
+#: stderr as the usual path gives for the same command line (forced there by a stale socket file,
+#: which the usual path would replace), and nothing left behind by the early one
+REFUSED = {
+    "state-file": (["--state", "{tmp}/state.json"], "not json"),
+    "smp-pidfile": (["-smp", "1000", "-pidfile", "{tmp}/q.pid"], None),
+    "device": (["-device", "no-such-device"], None),
+    "daemonize-smp": (["-daemonize", "-pidfile", "{tmp}/q.pid", "-smp", "1000"], None),
+    "daemonize-locked-pidfile": (["-daemonize", "-pidfile", "{tmp}/locked.pid"], None),
+    "locked-pidfile": (["-pidfile", "{tmp}/locked.pid"], None),
+    "chardev-mon-smp": (["-chardev", "socket,id=m,path={tmp}/m{n}.sock,server=on,wait=off",
+                         "-mon", "chardev=m,mode=control", "-smp", "1000"], None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refusals_are_the_usual_paths(tmp_path, name):
+    import fcntl
+    extra, state = REFUSED[name]
+    if state is not None:
+        (tmp_path / "state.json").write_text(state)
+    locked = os.open(tmp_path / "locked.pid", os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.lockf(locked, fcntl.LOCK_EX | fcntl.LOCK_NB)          # as a running instance holds it
+    seen = []
+    try:
+        for n, route in enumerate(("early", "usual")):
+            sock = tmp_path / f"q{n}.sock"
+            if route == "usual":
+                _stale_socket(sock)
+            argv = ["-S", "-nodefaults", *[a.format(tmp=tmp_path, n=n) for a in extra],
+                    "-qmp", f"unix:{sock},server=on,wait=off"]
+            assert (early.plan(argv) is None) == (route == "usual")
+            r = subprocess.run([script("cpuhot-system-x86_64"), *argv], capture_output=True, text=True,
+                               timeout=60, stdin=subprocess.DEVNULL)
+            seen.append((r.returncode, r.stdout, r.stderr.replace(f"q{n}.sock", "q.sock").replace(f"m{n}.sock", "m.sock")))
+            if route == "early":
+                assert not sock.exists() and not (tmp_path / "m0.sock").exists()
+                assert not (tmp_path / "q.pid").exists()
+    finally:
+        os.close(locked)
+    assert seen[0] == seen[1]
+    assert seen[0][0] == 1 and seen[0][2].startswith("cpuhot-system-x86_64: ")
+
+
+def _recorder():
+    import importlib.util
+    path = Path(__file__).parents[2] / "tools" / "record_daemonize.py"
+    spec = importlib.util.spec_from_file_location("record_daemonize", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+DAEMONIZE = json.loads((Path(__file__).parent / "data" / "qemu-daemonize.json").read_text())
+
+
+@pytest.mark.parametrize("record", DAEMONIZE, ids=lambda r: r["qemu"])
+def test_daemonize_looks_like_qemus_to_a_client(record):
+    """What tools/record_daemonize.py saw of QEMU 5.2, 7.2 and 10.0, seen the same way of cpuhot with
+    that release's profile: pid file first, greeted by the daemon, before the original process exits 0."""
+    compat = {"5.2": "qemu-5.2", "7.2": "qemu-7.2", "10.0": "qemu-10.0"}[record["qemu"]]
+    seen = _recorder().observe([script("cpuhot-system-x86_64"), "--compat", compat])
+    assert seen == {k: v for k, v in record.items() if k != "qemu"}
