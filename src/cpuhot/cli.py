@@ -472,9 +472,15 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
             report(f"{prog}: cannot create PID file: {e.strerror}\n")
             await server.close()
             return 1
+    terminated = []
+
     def terminate(signum: int, sender: int = 0, name: str | None = None) -> None:
         # QEMU (qemu_system_killed, then qemu_kill_report in the main loop): "terminating on signal
-        # N[ from pid P (NAME)]", a SHUTDOWN event (guest false, reason host-signal), exit status 0
+        # N[ from pid P (NAME)]", a SHUTDOWN event (guest false, reason host-signal), exit status 0;
+        # once: its main loop has left when a later signal comes
+        if terminated:
+            return
+        terminated.append(signum)
         report(kill_report(prog, signum, sender, name))
         monitor.vm.emit("SHUTDOWN", {"guest": False, "reason": "host-signal"})
         out = monitor.take_events()

@@ -147,3 +147,21 @@ def test_kill_report_texts():
     assert kill_report("p", 1, 42, "sh") == "p: terminating on signal 1 from pid 42 (sh)\n"
     assert kill_report("p", 2, 42, None) == "p: terminating on signal 2 from pid 42 (<unknown process>)\n"
     assert kill_report("p", 2, 42, "") == "p: terminating on signal 2 from pid 42 ()\n"
+
+
+def test_a_second_signal_is_not_reported_again(tmp_path):
+    proc, sock, _ = _start(tmp_path, "qemu-7.2", tty=False)
+    try:
+        c = QMPClient(f"unix:{sock}", timeout=20)
+        c.execute("query-status")
+        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        c.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cpuhot-system-x86_64: terminating on signal ")
+    assert proc.returncode == 0
