@@ -17,9 +17,10 @@ that connected meanwhile has its greeting at once and its first command answered
 server runs.
 
 A command line the usual start-up refuses closes the greeted connections, removes the sockets
-and the pid file before the error is printed (QEMU listens only after its checks: a client that
-raced a refused start-up sees a greeting and then EOF where QEMU's client sees no socket; the exit
-status and stderr are QEMU's).  Whatever the early path cannot decide — an address it cannot bind,
+and the pid file before the error is printed (a client that raced a refused start-up sees a
+greeting and then EOF; the exit status and stderr are QEMU's.  QEMU 7.2, refusing ``-smp``, has
+already created its ``-qmp`` socket and leaves the file behind, and removes the pid file it wrote,
+a stale one included: cpuhot removes both).  Whatever the early path cannot decide — an address it cannot bind,
 a path that exists, an fd that is not a listening socket, a pid file it cannot write, an option it
 does not know — it leaves to the usual path, which reports it as before; informational options
 and the default socket take the usual path too.

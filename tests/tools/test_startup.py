@@ -436,3 +436,19 @@ def test_daemonize_looks_like_qemus_to_a_client(record):
     compat = {"5.2": "qemu-5.2", "7.2": "qemu-7.2", "10.0": "qemu-10.0"}[record["qemu"]]
     seen = _recorder().observe([script("cpuhot-system-x86_64"), "--compat", compat])
     assert seen == {k: v for k, v in record.items() if k != "qemu"}
+
+
+def test_a_refusal_removes_the_pid_file_it_overwrote_as_qemu_does(tmp_path):
+    """QEMU writes the pid file before it checks -smp and removes it when it exits: a stale pid file
+    is gone after a refused start-up.  The early path writes it before the greeting, so it does the same."""
+    from .helpers import require_qemu
+    seen = []
+    for n, binary in enumerate((require_qemu(), script("cpuhot-system-x86_64"))):
+        pidfile = tmp_path / f"{n}.pid"
+        pidfile.write_text("4242\n")                  # left by a process that died
+        r = subprocess.run([binary, "-S", "-nodefaults", "-display", "none", "-pidfile", str(pidfile), "-smp", "1000",
+                            "-qmp", f"unix:{tmp_path}/{n}.sock,server=on,wait=off"], capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        seen.append((r.returncode, r.stderr.replace(os.path.basename(binary), "PROG"), pidfile.exists()))
+    assert seen[0] == seen[1] == (1, "PROG: Invalid SMP CPUs 1000. The max CPUs supported by machine "
+                                     "'pc-i440fx-7.2' is 255\n", False)
