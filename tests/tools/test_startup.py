@@ -452,3 +452,29 @@ def test_a_refusal_removes_the_pid_file_it_overwrote_as_qemu_does(tmp_path):
         seen.append((r.returncode, r.stderr.replace(os.path.basename(binary), "PROG"), pidfile.exists()))
     assert seen[0] == seen[1] == (1, "PROG: Invalid SMP CPUs 1000. The max CPUs supported by machine "
                                      "'pc-i440fx-7.2' is 255\n", False)
+
+
+@pytest.mark.parametrize("what", ["connected", "closed", "file"])
+def test_an_fd_that_is_not_a_listening_socket_takes_the_usual_path_and_stays_open(tmp_path, what):
+    keep = []
+    if what == "connected":
+        a, b = socket.socketpair()
+        keep += [a, b]
+        fd = a.fileno()
+    elif what == "closed":
+        s = socket.socket()
+        fd = s.fileno()
+        s.close()
+    else:
+        f = open(tmp_path / "f", "w")
+        keep.append(f)
+        fd = f.fileno()
+    argv = ["-S", "-chardev", f"socket,id=m,fd={fd},server=on,wait=off", "-mon", "chardev=m,mode=control"]
+    try:
+        assert early.plan(argv) is not None                        # it looks like libvirt's ...
+        assert early.start(argv, "cpuhot-system-x86_64") is None   # ... but the usual path decides
+        if what != "closed":
+            os.fstat(fd)                                           # not closed by the early path
+    finally:
+        for k in keep:
+            k.close()
