@@ -384,25 +384,47 @@ def kill_report(prog: str, signum: int, sender: int, name: str | None) -> str:
             f"({name if name is not None else '<unknown process>'})\n")
 
 
-def take_termination_signals(loop, terminate) -> bool:
+def take_termination_signals(loop, terminate):
     """Take SIGINT, SIGHUP and SIGTERM with ``sigwaitinfo`` in a thread, which tells their sender,
     and run ``terminate(signum, sender_pid, sender_name)`` on ``loop``.  Only where they are blocked
     in this thread (:func:`cpuhot.early.block_termination_signals` blocks them before any thread
-    starts, so no other thread takes them first); False otherwise."""
+    starts, so no other thread takes them first).  Returns what to call when the loop ends, or
+    None where the signals are not blocked (cpuhot run in-process).
+
+    The thread wakes the loop through a pipe and the loop schedules ``terminate`` from there, as
+    asyncio's own signal handling does: what the clients did before the signal (an EOF, say) is
+    handled first."""
     if not TERMINATION_SIGNALS <= signal.pthread_sigmask(signal.SIG_BLOCK, []):
-        return False
+        return None
+    import collections
     import threading
+    taken: collections.deque = collections.deque()
+    r, w = os.pipe()        # w stays open for the thread's life (the process's): never a reused number
+    os.set_blocking(r, False)
 
     def wait() -> None:
         while True:
             info = signal.sigwaitinfo(TERMINATION_SIGNALS)
-            name = qemu_pid_name(info.si_pid) if info.si_pid else None
+            taken.append((info.si_signo, info.si_pid, qemu_pid_name(info.si_pid) if info.si_pid else None))
             try:
-                loop.call_soon_threadsafe(terminate, info.si_signo, info.si_pid, name)
-            except RuntimeError:
-                return             # the loop has closed: the server is on its way out
+                os.write(w, b"\0")
+            except OSError:
+                return             # the loop has gone (its end closed): the server is on its way out
+
+    def wake() -> None:
+        try:
+            os.read(r, 4096)
+        except OSError:
+            pass
+        while taken:
+            loop.call_soon(terminate, *taken.popleft())
+
+    def closed() -> None:
+        loop.remove_reader(r)
+        os.close(r)
+    loop.add_reader(r, wake)
     threading.Thread(target=wait, name="cpuhot-signals", daemon=True).start()
-    return True
+    return closed
 
 
 def _bind_error(ep, e: OSError) -> str:
@@ -487,9 +509,11 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
         if out:
             server.deliver(out)
         server.request_stop()
+    untake = None
     try:
         loop = asyncio.get_running_loop()
-        if not take_termination_signals(loop, terminate):
+        untake = take_termination_signals(loop, terminate)
+        if untake is None:
             for sig in (signal.SIGINT, signal.SIGTERM):      # run in-process: no sender pid
                 loop.add_signal_handler(sig, terminate, int(sig))
         if daemon is None:
@@ -501,6 +525,8 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
             daemon.ready()
         await server.serve_until_stopped()
     finally:
+        if untake is not None:
+            untake()
         if pid is not None:
             pid.remove()
     return server.exit_code
