@@ -5,9 +5,10 @@ The console scripts ``cpuhot-system-x86_64`` and ``cpuhot-system-ppc64`` (and pl
 those options mean beyond the VM model:
 
 ``-daemonize`` / ``-pidfile FILE``
-    a real daemon (double fork, ``setsid``, stdio on ``/dev/null``).  The pid file is
-    written (locked, ``PID\\n``, mode 0600) once every monitor socket listens, and the
-    parent exits 0 only then, or 1 with the error.  The pid file is removed at exit.
+    a real daemon (double fork, ``setsid``, stdio on ``/dev/null``; :mod:`cpuhot.daemon`).
+    The pid file is written (locked, ``PID\\n``, mode 0600) once every monitor socket
+    listens (before, on :mod:`cpuhot.early`'s path, as QEMU does), and the parent exits 0
+    once the daemon serves, or 1 with the error.  The pid file is removed at exit.
 ``-chardev socket,id=ID,path=PATH|host=H,port=P|fd=N,server=on,wait=off`` + ``-mon chardev=ID,mode=control``
     a QMP monitor on that chardev; ``fd=N`` adopts an inherited, already listening
     socket (what libvirt passes).  ``mode=readline`` (HMP) is refused: use QMP's
