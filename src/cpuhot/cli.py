@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from . import dropin
+from .daemon import Daemon, PidFile
 from .machine.config import LaunchOptions, build_machine
 from .machine.errors import ConfigError
 from .machine.machines import arch_of_machine
@@ -319,7 +320,9 @@ def serve(argv: list[str], *, prog: str, default_arch: str | None = None, early=
         return _serve_main(argv, prog=prog, default_arch=default_arch, early=early)
     finally:
         if early is not None:
-            early.abort()          # no-op once the server adopted its sockets
+            early.abort()          # no-op once the server adopted its sockets (and the pid file)
+            if early.daemon is not None:
+                early.daemon.failed()      # no-op once it reported ready
 
 
 def _serve_main(argv: list[str], *, prog: str, default_arch: str | None, early) -> int:
@@ -345,10 +348,13 @@ def _serve_main(argv: list[str], *, prog: str, default_arch: str | None, early) 
             if getattr(prepared.args, attr, None):
                 setattr(prepared.args, attr, os.path.abspath(getattr(prepared.args, attr)))
         prepared.agent_listeners[:] = [(os.path.abspath(p) if p else p, sock) for p, sock in prepared.agent_listeners]
-        daemon = dropin.Daemon()
-        status = daemon.start()
-        if status is not None:
-            return status          # the original process: 0 once the daemon serves, 1 if it failed
+        if early is not None and early.daemon is not None:
+            daemon = early.daemon  # cpuhot.early forked already: this is the daemon
+        else:
+            daemon = Daemon()
+            status = daemon.start()
+            if status is not None:
+                return status      # the original process: 0 once the daemon serves, 1 if it failed
     tracer = None
     if prepared.args.verbose:
         from .verbose import ConnectionLog, chain_tracers
@@ -389,6 +395,74 @@ def client_hint(address: str, prog: str) -> str:
             f"qemu.qmp QMPClient().connect(('{host}', {port}))\n")
 
 
+#: QEMU's termsig_handler signals (os_setup_signal_handling): SIGINT, SIGHUP, SIGTERM
+TERMINATION_SIGNALS = frozenset({signal.SIGINT, signal.SIGHUP, signal.SIGTERM})
+
+
+def qemu_pid_name(pid: int) -> str | None:
+    """QEMU's qemu_get_pid_name (util/oslib-posix.c): the contents of ``/proc/PID/cmdline``,
+    printed with ``%s`` so up to its first NUL (``argv[0]``), or None when it cannot be read
+    (the sender has gone).  Bytes that are not UTF-8 show as ``\\xNN`` on cpuhot's stderr."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def kill_report(prog: str, signum: int, sender: int, name: str | None) -> str:
+    """QEMU's qemu_kill_report (softmmu/runstate.c; the same text in 5.2, 7.2 and 10.0, recorded in
+    tests/tools/data/qemu-signals.json): without a sender pid (a terminal's ^C) the short form."""
+    if not sender:
+        return f"{prog}: terminating on signal {signum}\n"
+    return (f"{prog}: terminating on signal {signum} from pid {sender} "
+            f"({name if name is not None else '<unknown process>'})\n")
+
+
+def take_termination_signals(loop, terminate):
+    """Take SIGINT, SIGHUP and SIGTERM with ``sigwaitinfo`` in a thread, which tells their sender,
+    and run ``terminate(signum, sender_pid, sender_name)`` on ``loop``.  Only where they are blocked
+    in this thread (:func:`cpuhot.early.block_termination_signals` blocks them before any thread
+    starts, so no other thread takes them first).  Returns what to call when the loop ends, or
+    None where the signals are not blocked (cpuhot run in-process).
+
+    The thread wakes the loop through a pipe and the loop schedules ``terminate`` from there, as
+    asyncio's own signal handling does: what the clients did before the signal (an EOF, say) is
+    handled first."""
+    if not TERMINATION_SIGNALS <= signal.pthread_sigmask(signal.SIG_BLOCK, []):
+        return None
+    import collections
+    import threading
+    taken: collections.deque = collections.deque()
+    r, w = os.pipe()        # w stays open for the thread's life (the process's): never a reused number
+    os.set_blocking(r, False)
+
+    def wait() -> None:
+        while True:
+            info = signal.sigwaitinfo(TERMINATION_SIGNALS)
+            taken.append((info.si_signo, info.si_pid, qemu_pid_name(info.si_pid) if info.si_pid else None))
+            try:
+                os.write(w, b"\0")
+            except OSError:
+                return             # the loop has gone (its end closed): the server is on its way out
+
+    def wake() -> None:
+        try:
+            os.read(r, 4096)
+        except OSError:
+            pass
+        while taken:
+            loop.call_soon(terminate, *taken.popleft())
+
+    def closed() -> None:
+        loop.remove_reader(r)
+        os.close(r)
+    loop.add_reader(r, wake)
+    threading.Thread(target=wait, name="cpuhot-signals", daemon=True).start()
+    return closed
+
+
 def _bind_error(ep, e: OSError) -> str:
     from .qmp.server import SocketInUse
     if isinstance(e, SocketInUse):
@@ -416,9 +490,12 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
     if early is not None:
         early.stop()
     for n, ep in enumerate(endpoints):
-        if early is not None and ep.kind == "unix" and ep.path in early.sockets:
-            listening, accepted = early.take(ep.path)
-            await server.adopt_early(ep.path, listening, accepted)
+        key = None if early is None else early.key_of(ep.kind, ep.path if ep.kind == "unix" else (ep.host, ep.port))
+        if key is not None:
+            listening, accepted = early.take(key)
+            if ep.kind == "tcp":
+                ep = Endpoint("tcp", host=ep.host, port=listening.getsockname()[1])
+            await server.adopt_early(ep, listening, accepted)
             bound_all.append(ep)
             continue
         try:
@@ -438,33 +515,44 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
             await server.close()
             return 1
     for _, sock in sockets:
+        key = None if early is None else early.key_of("fd", sock.fileno())
+        if key is not None:
+            await server.adopt_early(None, sock, early.take(key)[1])
+            continue
         await server.adopt_listening_socket(sock)
         # an inherited monitor socket (libvirt's -chardev fd=N) is not announced on stdout: QEMU
         # prints nothing there, and libvirt folds the domain's output into its error messages
-    pid = None
-    if pidfile:
-        pid = dropin.PidFile(pidfile)
+    pid = None if early is None else early.take_pidfile()      # written before the early greeting
+    if pidfile and pid is None:
+        pid = PidFile(pidfile)
         try:
             pid.write()
         except OSError as e:
             report(f"{prog}: cannot create PID file: {e.strerror}\n")
             await server.close()
             return 1
-    def terminate(signum: int) -> None:
-        # QEMU 7.2 (qemu_system_killed, main loop): "terminating on signal N", a SHUTDOWN event
-        # (guest false, reason host-signal), exit status 0.  QEMU adds "from pid P (NAME)" when the
-        # signal came from a process; Python's handlers do not see the sender, so cpuhot prints the
-        # form QEMU prints for a terminal's ^C.
-        report(f"{prog}: terminating on signal {signum}\n")
+    terminated: list[int] = []
+
+    def terminate(signum: int, sender: int = 0, name: str | None = None) -> None:
+        # QEMU (qemu_system_killed, then qemu_kill_report in the main loop): "terminating on signal
+        # N[ from pid P (NAME)]", a SHUTDOWN event (guest false, reason host-signal), exit status 0;
+        # once: its main loop has left when a later signal comes
+        if terminated:
+            return
+        terminated.append(signum)
+        report(kill_report(prog, signum, sender, name))
         monitor.vm.emit("SHUTDOWN", {"guest": False, "reason": "host-signal"})
         out = monitor.take_events()
         if out:
             server.deliver(out)
         server.request_stop()
+    untake = None
     try:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, terminate, int(sig))
+        untake = take_termination_signals(loop, terminate)
+        if untake is None:
+            for sig in (signal.SIGINT, signal.SIGTERM):      # run in-process: no sender pid
+                loop.add_signal_handler(sig, terminate, int(sig))
         if daemon is None:
             for bound in bound_all:
                 print(str(bound), flush=True)          # unix:PATH or tcp:HOST:PORT, for scripts
@@ -474,6 +562,8 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
             daemon.ready()
         await server.serve_until_stopped()
     finally:
+        if untake is not None:
+            untake()
         if pid is not None:
             pid.remove()
     return server.exit_code

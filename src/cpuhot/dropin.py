@@ -5,9 +5,10 @@ The console scripts ``cpuhot-system-x86_64`` and ``cpuhot-system-ppc64`` (and pl
 those options mean beyond the VM model:
 
 ``-daemonize`` / ``-pidfile FILE``
-    a real daemon (double fork, ``setsid``, stdio on ``/dev/null``).  The pid file is
-    written (locked, ``PID\\n``, mode 0600) once every monitor socket listens, and the
-    parent exits 0 only then, or 1 with the error.  The pid file is removed at exit.
+    a real daemon (double fork, ``setsid``, stdio on ``/dev/null``; :mod:`cpuhot.daemon`).
+    The pid file is written (locked, ``PID\\n``, mode 0600) once every monitor socket
+    listens (before, on :mod:`cpuhot.early`'s path, as QEMU does), and the parent exits 0
+    once the daemon serves, or 1 with the error.  The pid file is removed at exit.
 ``-chardev socket,id=ID,path=PATH|host=H,port=P|fd=N,server=on,wait=off`` + ``-mon chardev=ID,mode=control``
     a QMP monitor on that chardev; ``fd=N`` adopts an inherited, already listening
     socket (what libvirt passes).  ``mode=readline`` (HMP) is refused: use QMP's
@@ -657,112 +658,9 @@ def stamp(text: str, prog: str, d: Dropin | None) -> str:
     return "\n".join(lines)
 
 
-# -- pid file ----------------------------------------------------------------------------------
+# -- pid file, daemonize: cpuhot.daemon (light: cpuhot.early uses them before the heavy imports) --
 
-class PidFile:
-    """QEMU's ``qemu_write_pidfile``: create (0600), lock, check it is still the path, write ``PID\\n``.
-
-    The lock is held (and the file removed by :meth:`remove`) for the life of the process.
-    """
-
-    def __init__(self, path: str):
-        self.path = os.path.abspath(path)
-        self.fd: int | None = None
-
-    def write(self) -> None:
-        import fcntl
-        while True:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
-            except OSError as e:
-                raise OSError(e.errno, f"Could not create '{self.path}': {e.strerror}") from None
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                os.close(fd)
-                raise OSError(e.errno, f"Cannot lock pid file: {e.strerror}") from None
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)                 # removed under us: someone else raced; try again
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-
-    def remove(self) -> None:
-        if self.fd is not None:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            os.close(self.fd)
-            self.fd = None
-
-
-# -- daemonize ----------------------------------------------------------------------------------
-
-class Daemon:
-    """Double fork + ``setsid``; the grandchild reports readiness (or failure) through a pipe.
-
-    >>> # d = Daemon(); if d.fork_and_wait_in_parent() is not None: sys.exit(it) ... (see cli.serve)
-    """
-
-    def __init__(self) -> None:
-        self._w: int | None = None
-
-    def start(self) -> int | None:
-        """Fork.  In the original process: wait for the daemon and return the exit status for it
-        (0: serving, 1: failed).  In the daemon: return None and carry on."""
-        sys.stdout.flush()
-        sys.stderr.flush()
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid > 0:
-            os.close(w)
-            status = b""
-            while True:
-                try:
-                    chunk = os.read(r, 1)
-                except InterruptedError:
-                    continue
-                status = chunk
-                break
-            os.close(r)
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-            return 0 if status == b"\0" else 1
-        os.close(r)
-        os.setsid()
-        if os.fork() > 0:
-            os._exit(0)
-        self._w = w
-        return None
-
-    def ready(self) -> None:
-        """In the daemon, once it serves: detach stdio, tell the parent, leave the directory."""
-        devnull = os.open(os.devnull, os.O_RDWR)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        os.close(devnull)
-        if self._w is not None:
-            os.write(self._w, b"\0")
-            os.close(self._w)
-            self._w = None
-        os.chdir("/")
-
-    def failed(self) -> None:
-        if self._w is not None:
-            sys.stderr.flush()
-            os.write(self._w, b"\1")
-            os.close(self._w)
-            self._w = None
+from .daemon import Daemon, PidFile  # noqa: E402,F401
 
 
 # -- data -----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Expectations are QEMU 7.2's output, written down here from a live ``qemu-system-
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -167,7 +168,9 @@ def test_terminating_on_signal(sig):
         except Exception:
             break
     err = srv.stop()
-    assert err == f"cpuhot-system-x86_64: terminating on signal {int(sig)}\n"
+    with open("/proc/self/cmdline", "rb") as f:           # QEMU names the sender by its argv[0]
+        me = f.read().split(b"\0")[0].decode()
+    assert err == f"cpuhot-system-x86_64: terminating on signal {int(sig)} from pid {os.getpid()} ({me})\n"
     if event is not None:
         assert (event["event"], event["data"]) == ("SHUTDOWN", {"guest": False, "reason": "host-signal"})
 

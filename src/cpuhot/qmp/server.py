@@ -515,19 +515,26 @@ class QMPServer:
             srv = await loop.create_server(lambda: QMPConnection(self), sock=sock)
         self.servers.append(srv)
 
-    async def adopt_early(self, path: str, sock: socket.socket,
+    async def adopt_early(self, endpoint: Endpoint | None, sock: socket.socket,
                           accepted: list[tuple[socket.socket, bool]]) -> None:
-        """Serve on a UNIX socket :mod:`cpuhot.early` bound before the server existed, with the
-        connections it accepted (and greeted) meanwhile, in their order."""
+        """Serve on a socket :mod:`cpuhot.early` listened on before the server existed (``endpoint``
+        None: an inherited fd, as :meth:`adopt_listening_socket`), with the connections it
+        accepted (and greeted) meanwhile, in their order."""
         loop = asyncio.get_running_loop()
         for conn, greeted in accepted:
             conn.setblocking(False)
             await loop.connect_accepted_socket(functools.partial(QMPConnection, self, greeted=greeted), conn)
+        if endpoint is None:
+            await self.adopt_listening_socket(sock)
+            return
         sock.setblocking(False)
-        srv = await loop.create_unix_server(lambda: QMPConnection(self), sock=sock)
+        if endpoint.kind == "unix":
+            srv = await loop.create_unix_server(lambda: QMPConnection(self), sock=sock)
+            self._unix_paths.append(endpoint.path)
+        else:
+            srv = await loop.create_server(lambda: QMPConnection(self), sock=sock)
         self.servers.append(srv)
-        self.endpoints.append(Endpoint("unix", path=path))
-        self._unix_paths.append(path)
+        self.endpoints.append(endpoint)
 
     async def serve_until_stopped(self) -> None:
         self._stopped = asyncio.Event()
