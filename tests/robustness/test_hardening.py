@@ -466,6 +466,21 @@ def test_pci_slots_run_out_as_in_qemu(machine, arch):
     assert len(listed["return"]) == accepted + 1                # and the "type" property
 
 
+@pytest.mark.parametrize("machine,arch", [("pc", "x86_64"), ("pseries", "ppc64")])
+def test_device_del_of_a_path_under_a_non_cpu_device_names_nothing(machine, arch):
+    """A CPU's children (x86's lapic, a core's threads) are no children of a NIC: recorded from
+    QEMU 7.2, both machines answer DeviceNotFound (pseries used to raise AttributeError inside
+    the handler, pc said the NIC was "part of CPU")."""
+    monitor, session = _monitor("--machine", machine, "--arch", arch, "-smp", "1,maxcpus=4")
+    _handle(monitor, session, {"execute": "qmp_capabilities"})
+    assert _handle(monitor, session, {"execute": "device_add",
+                                      "arguments": {"driver": "e1000", "id": "nic0"}}) == {"return": {}}
+    for child in ("nic0/lapic", "nic0/thread[0]", "nic0/thread[0]/xive"):
+        assert _handle(monitor, session, {"execute": "device_del", "arguments": {"id": child}}) == \
+            {"error": {"class": "DeviceNotFound", "desc": f"Device '{child}' not found"}}
+    assert _handle(monitor, session, {"execute": "device_del", "arguments": {"id": "nic0"}}) == {"return": {}}
+
+
 def test_q35_root_bus_takes_no_hotplug():
     monitor, session = _monitor("--machine", "q35")
     _handle(monitor, session, {"execute": "qmp_capabilities"})

@@ -75,3 +75,32 @@ def test_a_corrupt_state_file_is_refused_clearly(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cpuhot", "serve", "--state", str(state), "-qmp",
                         f"unix:{tmp_path}/x.sock"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "--state" in r.stderr
+
+
+def test_a_balloon_target_survives_a_restart(tmp_path):
+    """balloon's target is kept with the device (it used to be an int among string properties,
+    and the state file it wrote was refused on reload as "bad props")."""
+    state = str(tmp_path / "vm.state")
+    args = ("-machine", "pc", "-m", "512", "-accel", "tcg")
+    proc, q = start(str(tmp_path), state, *args)
+    try:
+        q.cmd("device_add", {"driver": "virtio-balloon-pci", "id": "balloon0"})
+        q.cmd("balloon", {"value": 256 * 1024 * 1024})
+        before = q.cmd("query-balloon")
+        assert before == {"actual": 256 * 1024 * 1024}
+        q.close()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        proc, q = start(str(tmp_path), state, *args)
+        assert q.cmd("query-balloon") == before
+        q.cmd("balloon", {"value": 1 << 40})                 # more than the RAM: capped at -m
+        assert q.cmd("query-balloon") == {"actual": 512 * 1024 * 1024}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for f in (proc.stdout, proc.stderr):
+            if not f.closed:
+                f.close()

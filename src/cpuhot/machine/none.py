@@ -40,7 +40,7 @@ class NonePolicy:
     def unpluggable_models(self, release: str) -> frozenset[str]:
         return frozenset()
 
-    def child_names(self, device: CpuDevice | GenericDevice) -> set[str]:
+    def child_names(self, device: CpuDevice) -> set[str]:
         return set()
 
     query_cpus_extra_after = "thread_id"

@@ -159,7 +159,7 @@ class S390Policy:
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index, device_path)]
 
-    def child_names(self, device: CpuDevice | GenericDevice) -> set[str]:
+    def child_names(self, device: CpuDevice) -> set[str]:
         return set()
 
     def thread_children(self) -> tuple[str, ...]:

@@ -147,10 +147,9 @@ class SpaprPolicy:
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index + i, f"{device_path}/thread[{i}]") for i in range(slot.vcpus_count)]
 
-    def child_names(self, device: CpuDevice | GenericDevice) -> set[str]:
+    def child_names(self, device: CpuDevice) -> set[str]:
         """Children of a core that device_del could name: its threads."""
-        # a GenericDevice has no vcpus: ``device_del NIC/thread[0]`` raises AttributeError (not typing's to fix)
-        return {f"thread[{i}]" for i in range(len(device.vcpus))}  # type: ignore[union-attr]
+        return {f"thread[{i}]" for i in range(len(device.vcpus))}
 
     def plug_types(self, release: str) -> frozenset[str]:
         return known_plug_types(self.arch, release)

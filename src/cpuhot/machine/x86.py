@@ -205,7 +205,7 @@ class X86Policy:
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index, device_path)]
 
-    def child_names(self, device: CpuDevice | GenericDevice) -> set[str]:
+    def child_names(self, device: CpuDevice) -> set[str]:
         """Children of a CPU device that device_del could name: its local APIC."""
         return {"lapic"}
 

@@ -500,18 +500,17 @@ def balloon(ctx: Context, value: int) -> None:
     dev = _balloon(ctx)
     if value <= 0:
         raise GenericError("Parameter 'value' expects a size")
-    # an int among the device's string properties (a --state snapshot then fails its own "bad props" check
-    # on reload): not typing's to change
-    dev.props["_target"] = min(value, ctx.vm.ram_size)  # type: ignore[assignment]
+    # kept among the device's (string) properties, so that --state persists it like any other
+    dev.props["_target"] = str(min(value, ctx.vm.ram_size))
     if ctx.vm.guest.present and ctx.vm.runstate == "running":
         dev.props["_actual"] = dev.props["_target"]
-        ctx.vm.emit("BALLOON_CHANGE", {"actual": dev.props["_actual"]})
+        ctx.vm.emit("BALLOON_CHANGE", {"actual": int(dev.props["_actual"])})
 
 
 @command("query-balloon")
 def query_balloon(ctx: Context) -> dict[str, object]:
     dev = _balloon(ctx)
-    return {"actual": dev.props.get("_actual", ctx.vm.ram_size)}
+    return {"actual": int(dev.props.get("_actual", ctx.vm.ram_size))}
 
 
 @command("query-events")

@@ -741,5 +741,6 @@ def _state_key(vm: VirtualMachine) -> tuple[object, ...]:
     """Cheap fingerprint of what --state persists (changes whenever a snapshot would)."""
     return (vm.runstate, vm.anon_counter, vm.unattached_counter, vm.guest.booted, len(vm.peripheral),
             tuple(getattr(d, "unplug_requested", False) for d in vm.peripheral.values()),
+            tuple((d.qom_path, tuple(d.props.items()), d.unplug_requested) for d in vm.generic_devices()),
             tuple((v.cpu_index, v.qom_path, v.online, v.device.unplug_requested, v.device.guest_configured)
                   for v in vm.vcpus))
