@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .devices import GenericDevice
 from .errors import GenericError
 from .numa import NumaBuilder, NumaState
 from .slots import CpuDevice, CpuSlot, VCpu

@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .cpu_models import cpu_definitions
-from .devices import GenericDevice
 from .errors import ConfigError, GenericError
 from .numa import NumaBuilder, NumaState
 from .qdev import parse_bool_property, parse_int_property, qdict_order

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from .cpu_models import cpu_definitions, known_plug_types
-from .devices import GenericDevice
 from .errors import ConfigError, GenericError
 from .numa import NumaBuilder, NumaState, parse_numa_option
 from .qdev import qdict_order, parse_int_property

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from .cpu_models import ht_warning_models, known_plug_types, tcg_feature_warnings, x2apic_models
-from .devices import GenericDevice
 from .errors import AbortError, ConfigError, GenericError
 from .numa import NumaBuilder, NumaState
 from .qdev import qdict_order, parse_bool_property, parse_int_property
