@@ -89,7 +89,8 @@ class EarlyGreeter:
                 except OSError:
                     continue
                 conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
-                greet = not (self.single_client and any(g for _, _, g in self.accepted))
+                # each -qmp is a monitor of its own: one client at a time per socket, as in QEMU
+                greet = not (self.single_client and any(g for p, _, g in self.accepted if p == path))
                 if greet:
                     try:
                         conn.sendall(self.greeting)
