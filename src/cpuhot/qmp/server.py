@@ -2,8 +2,9 @@
 
 Each accepted connection gets a :class:`QMPConnection` (an ``asyncio.Protocol``)
 with its own JSON stream parser and :class:`Session`; all connections of a VM
-share one :class:`Monitor`, so they are served concurrently (unlike QEMU's
-one-client-at-a-time socket) and every negotiated client receives events.
+share one :class:`Monitor`, so they are served concurrently and every negotiated
+client receives events (single-client profiles serve one client per socket at a
+time, as QEMU serves each ``-qmp`` chardev; the ``cpuhot`` profile any number).
 Because the model is only touched from the event loop thread and no handler
 awaits, each command is atomic: two clients racing for one slot get exactly
 one success.
@@ -15,8 +16,9 @@ Limits (all per :class:`QMPServer`, all logged when they bite):
   input exceeds ``max_read_buffer``, or that pushes the server's total past
   ``max_input_total``, is dropped.
 * input queue: like QEMU's monitor, which suspends reading a client while its
-  request queue is full (``QMP_REQ_QUEUE_LEN_MAX`` = 8 requests with OOB, one
-  without), a client's input is parsed at most ``QMP_REQ_QUEUE_LEN_MAX``
+  request queue is full (monitor/qmp.c handle_qmp_command: ``QMP_REQ_QUEUE_LEN_MAX``
+  = 8 requests with OOB, one without; monitor_can_read() then says 0, and 1 byte
+  otherwise), a client's input is parsed at most ``QMP_REQ_QUEUE_LEN_MAX``
   commands ahead of execution; the rest stays unparsed (at most one socket
   read) and the client is not read while anything of it waits.
 * output budget: a client's next command runs only while its unsent output
@@ -25,13 +27,15 @@ Limits (all per :class:`QMPServer`, all logged when they bite):
   wait until the transport drains (back-pressure), so a client that pipelines
   commands without reading holds at most ``write_high_water`` + one reply.
   QEMU instead executes on and appends every reply to an unbounded output
-  buffer (monitor_flush_locked); cpuhot keeps memory bounded and loses nothing:
+  buffer (monitor/monitor.c monitor_flush_locked: a GString, written as the
+  socket takes it); cpuhot keeps memory bounded and loses nothing:
   the replies come, in order, as the client reads.  A client that reads nothing
   at all for ``write_stall_timeout`` seconds while output waits for it, or that
   has more than ``max_write_buffer`` unsent when more arrives for it (events keep
   coming), is dropped; one that reads slowly is never dropped.
 * fairness: each ready client gets one turn in rotation (QEMU's dispatcher too
-  takes one request per monitor in round robin); a turn ends after
+  takes one request per monitor in round robin:
+  monitor_qmp_requests_pop_any_with_lock); a turn ends after
   ``batch_limit`` commands, or after the command that takes it past
   ``turn_slice`` seconds (cost-weighted: one expensive ``query-qmp-schema`` is a
   whole turn, cheap commands share one), so no client's burst delays another's
