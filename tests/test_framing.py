@@ -261,6 +261,38 @@ def test_live_behaviour(data: bytes, expected: list[str]) -> None:
     assert [reply(i) for i in feed_bytewise(data)] == expected
 
 
+def _feed_limited(data: bytes, max_items: int) -> list:
+    """Feed ``data`` at once, then go on with feed(b"", max_items) until nothing is left unparsed."""
+    p = JSONStreamParser()
+    out = p.feed(data, max_items)
+    steps = [len(out)]
+    while p.unparsed():
+        got = p.feed(b"", max_items)
+        steps.append(len(got))
+        out += got
+    assert max(steps) <= max_items, steps
+    return out
+
+
+@pytest.mark.parametrize("max_items", [1, 2, 8])
+def test_max_items_parses_the_same_stream_in_steps(max_items: int) -> None:
+    """The server parses at most QMP_REQ_QUEUE_LEN_MAX commands ahead: stopping at a message
+    boundary after max_items items and going on later gives exactly the live items, every case
+    alone and all of them in one stream."""
+    for data, expected in LIVE:
+        assert [reply(i) for i in _feed_limited(data, max_items)] == expected, data[:60]
+    stream = b"".join(data + b"\n" for data, _ in LIVE)
+    assert [reply(i) for i in _feed_limited(stream, max_items)] == replies(stream)
+    p = JSONStreamParser()
+    assert p.feed(b'{"execute": "a"} {"execute": "b"} {"exec', 1) == [Parsed({"execute": "a"})]
+    assert p.unparsed() > 0 and p.pending() == len(b' {"execute": "b"} {"exec')
+    assert p.feed(b'ute": "c"}', 1) == [Parsed({"execute": "b"})]
+    assert p.feed(b"", 1) == [Parsed({"execute": "c"})]
+    assert p.unparsed() == 0 and p.feed(b"", 1) == []
+    garbage = b"\x01" * 1000 + b"%,%," * 100 + b"}" * 100      # an error per byte or two
+    assert len(_feed_limited(garbage, max_items)) == len(JSONStreamParser().feed(garbage)) > 1000
+
+
 def test_keyword_message_truncated_like_vsnprintf() -> None:
     # parse_error() formats into char message[1024]: 1023 chars after "JSON parse error, "
     (item,) = JSONStreamParser().feed(b"a" * 2000 + b" ")

@@ -168,7 +168,8 @@ class EarlyGreeter:
                 except OSError:
                     continue
                 conn = _socket.socket(sock.family, _socket.SOCK_STREAM, 0, fd)
-                greet = not (self.single_client and any(g for _, _, g in self.accepted))
+                # each -qmp is a monitor of its own: one client at a time per socket, as in QEMU
+                greet = not (self.single_client and any(g for k, _, g in self.accepted if k == key))
                 if greet:
                     try:
                         conn.sendall(self.greeting)

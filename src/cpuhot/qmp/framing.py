@@ -599,18 +599,28 @@ class JSONStreamParser:
 
     # -- public API ---------------------------------------------------------
 
-    def feed(self, data: bytes) -> list[Parsed | ParseError]:
-        """Consume ``data``; return every item it completes, in stream order."""
+    def feed(self, data: bytes, max_items: int | None = None) -> list[Parsed | ParseError]:
+        """Consume ``data``; return every item it completes, in stream order.
+
+        With ``max_items``, stop at the first message boundary after that many items:
+        the rest stays buffered, unlexed (:meth:`unparsed`), until the next call
+        (``feed(b"", max_items)`` goes on with it).  This is how the server keeps
+        what it parsed ahead of execution bounded, as QEMU's request queue is."""
         out: list[Parsed | ParseError] = []
-        if not data:
-            return out
         buf = self._buf
-        buf += data
+        if data:
+            buf += data
+        elif self._pos >= len(buf):
+            return out
         end = len(buf)
         pos = self._pos
         text: str | None = None
         ws = _RUNS[IN_START]
         while pos < end:
+            if max_items is not None and len(out) >= max_items and self._ntokens == 0 and (
+                    self._state == IN_START or self._state == IN_RECOVERY):
+                self._tok_start = pos       # a message boundary (or error recovery, which holds nothing)
+                break
             if self._state == IN_START and self._ntokens == 0:
                 # idle between messages: try the fast path on '{' / '['
                 pos = ws.match(buf, pos).end()  # type: ignore[union-attr]  # whitespace run: matches, maybe empty
@@ -636,8 +646,12 @@ class JSONStreamParser:
         return out
 
     def pending(self) -> int:
-        """Bytes held for the incomplete message (queued tokens + partial token)."""
-        return self._tsize + (self._pos - self._tok_start)
+        """Bytes held for the incomplete message (queued tokens + partial token) and not lexed yet."""
+        return self._tsize + (len(self._buf) - self._tok_start)
+
+    def unparsed(self) -> int:
+        """Bytes a ``max_items`` stop left unlexed (0: everything fed was consumed)."""
+        return len(self._buf) - self._pos
 
     # -- fast path ---------------------------------------------------------
 
@@ -712,6 +726,7 @@ class JSONStreamParser:
                 state = IN_RECOVERY
                 self._token(JSON_ERROR, bytes(buf[tok_start:pos]), out)
                 tok_start = pos
+                break       # back to feed(), which may stop here (max_items)
             elif nxt == IN_START or nxt == IN_RECOVERY:
                 state = nxt
                 tok_start = pos

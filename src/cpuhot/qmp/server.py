@@ -2,8 +2,9 @@
 
 Each accepted connection gets a :class:`QMPConnection` (an ``asyncio.Protocol``)
 with its own JSON stream parser and :class:`Session`; all connections of a VM
-share one :class:`Monitor`, so they are served concurrently (unlike QEMU's
-one-client-at-a-time socket) and every negotiated client receives events.
+share one :class:`Monitor`, so they are served concurrently and every negotiated
+client receives events (single-client profiles serve one client per socket at a
+time, as QEMU serves each ``-qmp`` chardev; the ``cpuhot`` profile any number).
 Because the model is only touched from the event loop thread and no handler
 awaits, each command is atomic: two clients racing for one slot get exactly
 one success.
@@ -14,15 +15,31 @@ Limits (all per :class:`QMPServer`, all logged when they bite):
   1024, ...) and answers like QEMU; on top of that a client whose unparsed
   input exceeds ``max_read_buffer``, or that pushes the server's total past
   ``max_input_total``, is dropped.
-* output: replies of one turn are written together; a client whose unsent
-  output passes ``write_high_water`` is not read any further (back-pressure)
-  until it drains; one that stays there for ``write_stall_timeout`` seconds,
-  or that has more than ``max_write_buffer`` unsent when more arrives for it
-  (events keep coming), is dropped.  A single message is always accepted:
-  its size is bounded by the input limits (a reply echoes at most its id).
-* fairness: at most ``batch_limit`` commands of one client per turn of the
-  event loop, so a client that pipelines thousands of commands cannot starve
-  the others.
+* input queue: like QEMU's monitor, which suspends reading a client while its
+  request queue is full (monitor/qmp.c handle_qmp_command: ``QMP_REQ_QUEUE_LEN_MAX``
+  = 8 requests with OOB, one without; monitor_can_read() then says 0, and 1 byte
+  otherwise), a client's input is parsed at most ``QMP_REQ_QUEUE_LEN_MAX``
+  commands ahead of execution; the rest stays unparsed (at most one socket
+  read) and the client is not read while anything of it waits.
+* output budget: a client's next command runs only while its unsent output
+  (what the transport holds plus the current turn's) is at most
+  ``write_high_water``; above that the client is not read and its commands
+  wait until the transport drains (back-pressure), so a client that pipelines
+  commands without reading holds at most ``write_high_water`` + one reply.
+  QEMU instead executes on and appends every reply to an unbounded output
+  buffer (monitor/monitor.c monitor_flush_locked: a GString, written as the
+  socket takes it); cpuhot keeps memory bounded and loses nothing:
+  the replies come, in order, as the client reads.  A client that reads nothing
+  at all for ``write_stall_timeout`` seconds while output waits for it, or that
+  has more than ``max_write_buffer`` unsent when more arrives for it (events keep
+  coming), is dropped; one that reads slowly is never dropped.
+* fairness: each ready client gets one turn in rotation (QEMU's dispatcher too
+  takes one request per monitor in round robin:
+  monitor_qmp_requests_pop_any_with_lock); a turn ends after
+  ``batch_limit`` commands, or after the command that takes it past
+  ``turn_slice`` seconds (cost-weighted: one expensive ``query-qmp-schema`` is a
+  whole turn, cheap commands share one), so no client's burst delays another's
+  command by more than one turn of each other ready client.
 * at most ``max_connections`` clients at once; more are refused (closed); a client that
   does not negotiate within ``negotiation_timeout`` seconds of its greeting is dropped.
 """
@@ -35,6 +52,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,10 +70,17 @@ log = logging.getLogger("cpuhot.qmp.server")
 
 #: a client whose unsent replies/events exceed this is dropped (it stopped reading)
 MAX_WRITE_BUFFER = 32 << 20
-#: above this much unsent output a client's further commands wait until it reads
-WRITE_HIGH_WATER = 1 << 20
-#: a client that has not let its output drain below the high-water mark for this long is dropped
+#: the output budget: above this much unsent output a client's further commands wait until it
+#: reads.  256 KiB is about as much again as the kernel's own socket buffer (net.core.wmem_default,
+#: 208 KiB), so a client that reads keeps both full and loses no throughput, while 1,024 silent
+#: clients (max_connections) hold at most 256 MiB plus one reply each
+WRITE_HIGH_WATER = 256 << 10
+#: a client that has read nothing of its waiting output for this long is dropped
 WRITE_STALL_TIMEOUT = 60.0
+#: commands of one client parsed ahead of execution: QEMU's QMP_REQ_QUEUE_LEN_MAX (monitor-internal.h)
+QMP_REQ_QUEUE_LEN_MAX = 8
+#: a client's turn ends after the command that takes it past this many seconds (cost-weighted fairness)
+TURN_SLICE = 0.002
 #: unparsed input one client may hold: QEMU's limits allow one whole 64 MiB message plus a 64 MiB token
 MAX_READ_BUFFER = 2 * MAX_TOKEN_SIZE + (1 << 20)
 #: unparsed input all clients of one server may hold together
@@ -134,8 +159,11 @@ class Endpoint:
 
 
 class QMPConnection(asyncio.Protocol):
-    def __init__(self, server: "QMPServer", *, greeted: bool = False):
+    def __init__(self, server: "QMPServer", *, greeted: bool = False, listener: object = None):
         self.server = server
+        #: the socket (monitor) this client came in on: single-client profiles serve one client per
+        #: monitor, as QEMU serves each -qmp chardev
+        self.listener = listener
         #: the greeting was sent before the server ran (cpuhot.early)
         self.greeted = greeted
         self.monitor = server.monitor
@@ -155,6 +183,11 @@ class QMPConnection(asyncio.Protocol):
         self._pump_scheduled = False
         self._eof = False
         self._stall_timer: asyncio.TimerHandle | None = None
+        #: bytes handed to the transport so far, and how many of them had left it when the stall timer was armed
+        self._written = 0
+        self._sent_mark = 0
+        #: the most output this client ever left unsent in the transport (tests, benchmarks)
+        self.peak_unsent = 0
         self._negotiation_timer: asyncio.TimerHandle | None = None
         #: why the server dropped this client (None while it is served)
         self.dropped: str | None = None
@@ -180,7 +213,7 @@ class QMPConnection(asyncio.Protocol):
             return
         server.stats["accepted"] += 1
         transport.set_write_buffer_limits(high=server.write_high_water)
-        if self.monitor.profile.single_client and server.connections:
+        if self.monitor.profile.single_client and server.serving(self.listener):
             self._held = []                     # QEMU accepts, but says nothing until it is our turn
             server.waiting.append(self)
             return
@@ -237,21 +270,31 @@ class QMPConnection(asyncio.Protocol):
         if self.session is None or self.session.closed or self.dropped:
             return
         self.server.trace("recv", self.session, data)     # the raw bytes, for traces that replay them
+        if self._parse(data):
+            self._pump()
+
+    def _parse(self, data: bytes = b"") -> bool:
+        """Parse input (``data``, then what an earlier call left) until a few commands are queued:
+        at most QMP_REQ_QUEUE_LEN_MAX ahead of execution.  False: the client was dropped."""
         try:
-            items = self.parser.feed(data)
+            items = self.parser.feed(data, QMP_REQ_QUEUE_LEN_MAX - len(self._queue))
         except Exception:   # the parser must never take the server down
-            log.exception("%s: parser failure on client %s", self.server.name, self.session.number)
+            log.exception("%s: parser failure on client %s", self.server.name,
+                          self.session.number if self.session is not None else "?")
             self.drop("parser failure")
-            return
+            return False
         if items:
             self._queue.extend(items)
         pending = self.parser.pending()
         if pending > HELD_INPUT_LIMIT and not self.server.input_within_limits(self, pending):
-            return
-        self._pump()
+            return False
+        return True
+
+    def _input_waiting(self) -> bool:
+        return bool(self._queue) or self.parser.unparsed() > 0
 
     def eof_received(self) -> bool | None:
-        if self._queue and not self.dropped:
+        if self._input_waiting() and not self.dropped:
             self._eof = True    # answer what arrived before the EOF first, then close
             return True
         return None             # close: nothing is left to answer
@@ -279,8 +322,9 @@ class QMPConnection(asyncio.Protocol):
             log.debug("%s: client %s disconnected", server.name, self.session.number)
             self.monitor.close_session(self.session)
             server.connections.pop(self.session, None)
-            if not server.connections and server.waiting:
-                nxt = server.waiting.pop(0)
+            nxt = next((w for w in server.waiting if w.listener == self.listener), None)
+            if nxt is not None and not server.serving(self.listener):
+                server.waiting.remove(nxt)
                 if nxt.transport is not None and not nxt.transport.is_closing():
                     nxt.activate()
 
@@ -288,6 +332,7 @@ class QMPConnection(asyncio.Protocol):
         self._write_paused = True
         timeout = self.server.write_stall_timeout
         if self._stall_timer is None and timeout is not None:
+            self._sent_mark = self._sent()
             self._stall_timer = asyncio.get_running_loop().call_later(timeout, self._stalled)
 
     def resume_writing(self) -> None:
@@ -295,19 +340,28 @@ class QMPConnection(asyncio.Protocol):
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        if self._queue:
+        if self._input_waiting():
             self._schedule_pump()
         else:
             self._flow_control()
 
+    def _sent(self) -> int:
+        """Bytes that left the transport for the socket (the client read them, or the kernel holds them)."""
+        return self._written - (self.transport.get_write_buffer_size() if self.transport is not None else 0)
+
+    def unsent(self) -> int:
+        """Output of this client not handed to the socket yet: the transport's buffer and this turn's."""
+        return (self.transport.get_write_buffer_size() if self.transport is not None else 0) + self._out_bytes
+
     # -- input -------------------------------------------------------------------
     def _schedule_pump(self) -> None:
-        if not self._pump_scheduled and self._queue:
+        if not self._pump_scheduled and self._input_waiting():
             self._pump_scheduled = True
             asyncio.get_running_loop().call_soon(self._pump)
 
     def _pump(self) -> None:
-        """Handle queued commands: in order, up to the batch limit, while output drains."""
+        """One turn: handle queued commands in order, within the batch limit, the turn slice and the
+        output budget; then let the other clients have theirs."""
         self._pump_scheduled = False
         queue = self._queue
         if self.dropped or self.transport is None or self.transport.is_closing():
@@ -317,17 +371,21 @@ class QMPConnection(asyncio.Protocol):
         monitor = self.monitor
         session = self.session
         quit_now = False
-        if queue and not self._write_paused:
-            assert session is not None      # input is queued for an open session only
+        if self._input_waiting() and not self._write_paused:
+            assert session is not None      # input is read for an open session only
             handled = 0
             limit = server.batch_limit
             high = server.write_high_water
+            turn_end = time.perf_counter() + server.turn_slice
             server.cork()
             try:
-                while queue:
-                    if handled >= limit or self._out_bytes > high:
-                        self._schedule_pump()     # let the other clients have their turn first
+                while True:
+                    if not queue and not (self.parser.unparsed() and self._parse() and queue):
                         break
+                    if handled and (handled >= limit or time.perf_counter() >= turn_end):
+                        break       # the turn is over: the other clients have theirs first
+                    if self.unsent() > high:
+                        break       # over the output budget: wait for the client to read
                     item = queue.popleft()
                     server.trace("in", session, item)
                     try:
@@ -350,15 +408,17 @@ class QMPConnection(asyncio.Protocol):
             return
         if self.dropped:
             return
-        if self._eof and not queue:
+        if self._eof and not self._input_waiting():
             self.transport.close()     # after the replies still buffered
         else:
+            if not self._write_paused:
+                self._schedule_pump()   # after every other ready client's turn (a no-op when nothing waits)
             self._flow_control()
         server.model_changed()
 
     def _flow_control(self) -> None:
         """Read-side flow control: read no more while commands wait or replies are not drained."""
-        if self._queue or self._write_paused:
+        if self._input_waiting() or self._write_paused:
             if not self._reading_paused:
                 self._reading_paused = True
                 self._transport.pause_reading()
@@ -368,7 +428,17 @@ class QMPConnection(asyncio.Protocol):
 
     def _stalled(self) -> None:
         self._stall_timer = None
-        pending = self.transport.get_write_buffer_size() if self.transport is not None else 0
+        if self.transport is None:
+            return
+        sent = self._sent()
+        timeout = self.server.write_stall_timeout
+        assert timeout is not None          # the timer runs only with a timeout
+        if sent > self._sent_mark and self._write_paused:
+            # it reads, slowly: every reply still reaches it; look again after another period
+            self._sent_mark = sent
+            self._stall_timer = asyncio.get_running_loop().call_later(timeout, self._stalled)
+            return
+        pending = self.transport.get_write_buffer_size()
         self.drop(f"it has not read its replies for {self.server.write_stall_timeout:g} s "
                   f"({pending} bytes unsent)")
 
@@ -406,7 +476,10 @@ class QMPConnection(asyncio.Protocol):
             self.drop(f"it does not read its replies ({backlog} bytes unsent)")
             return
         transport.write(data)      # one message alone never exceeds what its request allowed
+        self._written += len(data)
         unsent = transport.get_write_buffer_size()
+        if unsent > self.peak_unsent:
+            self.peak_unsent = unsent
         stats = self.server.stats
         if unsent > stats["peak_unsent"]:
             stats["peak_unsent"] = unsent
@@ -439,7 +512,7 @@ class QMPServer:
                  write_stall_timeout: float | None = WRITE_STALL_TIMEOUT,
                  max_read_buffer: int = MAX_READ_BUFFER, max_input_total: int = MAX_INPUT_TOTAL,
                  batch_limit: int = BATCH_LIMIT, max_connections: int = MAX_CONNECTIONS,
-                 negotiation_timeout: float | None = NEGOTIATION_TIMEOUT):
+                 negotiation_timeout: float | None = NEGOTIATION_TIMEOUT, turn_slice: float = TURN_SLICE):
         self.monitor = monitor
         #: how this server calls itself in the log
         self.name = name
@@ -449,6 +522,7 @@ class QMPServer:
         self.max_read_buffer = max_read_buffer
         self.max_input_total = max_input_total
         self.batch_limit = max(1, batch_limit)
+        self.turn_slice = turn_slice
         self.max_connections = max_connections
         self.negotiation_timeout = negotiation_timeout
         #: counters: connections accepted/refused/dropped, the most output ever left unsent to one client
@@ -492,13 +566,14 @@ class QMPServer:
         if endpoint.kind == "unix":
             sock = bind_unix_socket(endpoint.path)
             try:
-                srv = await loop.create_unix_server(lambda: QMPConnection(self), sock=sock)
+                srv = await loop.create_unix_server(lambda: QMPConnection(self, listener=sock), sock=sock)
             except BaseException:
                 sock.close()
                 raise
             self._unix_paths.append(endpoint.path)
         else:
-            srv = await loop.create_server(lambda: QMPConnection(self), endpoint.host or "127.0.0.1",
+            key = object()
+            srv = await loop.create_server(lambda: QMPConnection(self, listener=key), endpoint.host or "127.0.0.1",
                                            endpoint.port, reuse_address=True, backlog=socket.SOMAXCONN)
             port = srv.sockets[0].getsockname()[1]
             endpoint = Endpoint("tcp", host=endpoint.host, port=port)
@@ -510,9 +585,9 @@ class QMPServer:
         """Serve on an already listening socket (an inherited fd, as libvirt passes)."""
         loop = asyncio.get_running_loop()
         if sock.family == socket.AF_UNIX:
-            srv = await loop.create_unix_server(lambda: QMPConnection(self), sock=sock)
+            srv = await loop.create_unix_server(lambda: QMPConnection(self, listener=sock), sock=sock)
         else:
-            srv = await loop.create_server(lambda: QMPConnection(self), sock=sock)
+            srv = await loop.create_server(lambda: QMPConnection(self, listener=sock), sock=sock)
         self.servers.append(srv)
 
     async def adopt_early(self, endpoint: Endpoint | None, sock: socket.socket,
@@ -523,16 +598,17 @@ class QMPServer:
         loop = asyncio.get_running_loop()
         for conn, greeted in accepted:
             conn.setblocking(False)
-            await loop.connect_accepted_socket(functools.partial(QMPConnection, self, greeted=greeted), conn)
+            await loop.connect_accepted_socket(
+                functools.partial(QMPConnection, self, greeted=greeted, listener=sock), conn)
         if endpoint is None:
             await self.adopt_listening_socket(sock)
             return
         sock.setblocking(False)
         if endpoint.kind == "unix":
-            srv = await loop.create_unix_server(lambda: QMPConnection(self), sock=sock)
+            srv = await loop.create_unix_server(lambda: QMPConnection(self, listener=sock), sock=sock)
             self._unix_paths.append(endpoint.path)
         else:
-            srv = await loop.create_server(lambda: QMPConnection(self), sock=sock)
+            srv = await loop.create_server(lambda: QMPConnection(self, listener=sock), sock=sock)
         self.servers.append(srv)
         self.endpoints.append(endpoint)
 
@@ -591,6 +667,10 @@ class QMPServer:
             except FileNotFoundError:
                 pass
         self._unix_paths.clear()
+
+    def serving(self, listener: object) -> bool:
+        """Whether a client of this socket (monitor) is being served."""
+        return any(c.listener is listener for c in self.connections.values())
 
     # -- limits ------------------------------------------------------------------------
     def input_within_limits(self, conn: QMPConnection, pending: int) -> bool:
