@@ -186,6 +186,9 @@ class Prepared:
     locations: list = field(default_factory=list)
     #: the guest agent's chardev listeners: (unix path or None, inherited socket or None)
     agent_listeners: list = field(default_factory=list)
+    #: a refusal of the machine checks: the ``-pidfile`` QEMU had written by then (it writes the
+    #: pid file once the options are read, before building the machine) and removes at exit
+    written_pidfile: str | None = None
 
 
 def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
@@ -228,9 +231,9 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
         early = "".join(dropin.before_build(d, args.launch)).replace("{prog}", prog)
         built = dropin.build_in_order(d, args.launch, build)
     except dropin.DropinError as e:
-        return Prepared(1, dropin.stamp(early + e.render(prog), prog, d))
+        return Prepared(1, dropin.stamp(early + e.render(prog), prog, d), written_pidfile=d.pidfile)
     except ConfigError as e:       # exit_code -6: a start-up QEMU aborts on (AbortError)
-        return Prepared(e.exit_code, dropin.stamp(early + e.render(prog), prog, d))
+        return Prepared(e.exit_code, dropin.stamp(early + e.render(prog), prog, d), written_pidfile=d.pidfile)
     stderr = early + d.late_warnings.replace("{prog}", prog)
     stderr += "".join(f"{prog}: {w}\n" if not w.startswith("Please") else f"{w}\n" for w in built.warnings)
     stderr += "".join(dropin.after_build(d, args.launch)).replace("{prog}", prog)
@@ -329,6 +332,17 @@ def _serve_main(argv: list[str], *, prog: str, default_arch: str | None, early) 
     prepared = prepare(argv, prog=prog, default_arch=default_arch)
     if prepared.exit_code is not None and early is not None:
         early.abort()              # before the error shows: nobody may find the socket afterwards
+    elif prepared.written_pidfile:
+        # the usual path writes the pid file only to serve: do what QEMU did by the time its
+        # machine checks refused (written, then removed at exit), or fail as it failed first
+        # (recorded from QEMU 7.2: a locked pid file wins over a bad -smp)
+        pid = PidFile(prepared.written_pidfile)
+        try:
+            pid.write()
+        except OSError as e:
+            sys.stderr.write(f"{prog}: cannot create PID file: {e.strerror}\n")
+            return 1
+        pid.remove()
     sys.stdout.write(prepared.stdout)
     sys.stderr.write(prepared.stderr)
     sys.stderr.flush()
@@ -489,6 +503,23 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
     bound_all = []
     if early is not None:
         early.stop()
+    # QEMU writes the pid file before it creates its monitors (recorded from 7.2: a locked pid
+    # file is refused with a stale -qmp socket left untouched), and removes it at exit
+    pid = None if early is None else early.take_pidfile()      # written before the early greeting
+    if pidfile and pid is None:
+        pid = PidFile(pidfile)
+        try:
+            pid.write()
+        except OSError as e:
+            report(f"{prog}: cannot create PID file: {e.strerror}\n")
+            await server.close()
+            return 1
+
+    async def fail() -> int:
+        await server.close()
+        if pid is not None:
+            pid.remove()
+        return 1
     for n, ep in enumerate(endpoints):
         key = None if early is None else early.key_of(ep.kind, ep.path if ep.kind == "unix" else (ep.host, ep.port))
         if key is not None:
@@ -503,8 +534,7 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
         except OSError as e:
             where = locations[n] if locations and n < len(locations) else f"-qmp {ep}"
             report(f"{prog}: {where}: {_bind_error(ep, e)}\n")
-            await server.close()
-            return 1
+            return await fail()
     if agent_listeners:
         from .qmp.agent_server import serve_agent
         try:
@@ -512,8 +542,7 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
         except OSError as e:
             path = next((p for p, _ in agent_listeners if p), "")
             report(f"{prog}: guest agent chardev: {_bind_error(Endpoint('unix', path=path), e)}\n")
-            await server.close()
-            return 1
+            return await fail()
     for _, sock in sockets:
         key = None if early is None else early.key_of("fd", sock.fileno())
         if key is not None:
@@ -522,15 +551,6 @@ async def _serve(monitor, endpoints, prog: str, *, sockets=(), locations=None, p
         await server.adopt_listening_socket(sock)
         # an inherited monitor socket (libvirt's -chardev fd=N) is not announced on stdout: QEMU
         # prints nothing there, and libvirt folds the domain's output into its error messages
-    pid = None if early is None else early.take_pidfile()      # written before the early greeting
-    if pidfile and pid is None:
-        pid = PidFile(pidfile)
-        try:
-            pid.write()
-        except OSError as e:
-            report(f"{prog}: cannot create PID file: {e.strerror}\n")
-            await server.close()
-            return 1
     terminated: list[int] = []
 
     def terminate(signum: int, sender: int = 0, name: str | None = None) -> None:

@@ -497,3 +497,38 @@ def test_an_fd_that_is_not_a_listening_socket_takes_the_usual_path_and_stays_ope
     finally:
         for k in keep:
             k.close()
+
+
+@pytest.mark.parametrize("usual_path", [False, True], ids=["early-path", "usual-path"])
+@pytest.mark.parametrize("pidfile,smp", [("locked", "2,maxcpus=1"), ("locked", "1"), ("stale", "2,maxcpus=1")])
+def test_pid_file_refusals_as_qemu_orders_them(tmp_path, pidfile, smp, usual_path):
+    """QEMU writes -pidfile once its options are read, before its monitors and machine checks:
+    a locked pid file wins over a bad -smp and leaves a stale -qmp socket alone, and a stale pid
+    file is overwritten and removed when the machine checks refuse.  Both of cpuhot's start-up
+    paths (a stale socket file sends it down the usual one) must end the same way."""
+    import fcntl
+    from .helpers import require_qemu
+    qemu = require_qemu()
+    held = os.open(tmp_path / "locked.pid", os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)          # another QEMU's, as far as they know
+    sock = tmp_path / "q.sock"
+    seen = []
+    try:
+        for binary in (qemu, script("cpuhot-system-x86_64")):
+            (tmp_path / "stale.pid").write_text("99999\n")
+            if usual_path:
+                s = socket.socket(socket.AF_UNIX)
+                s.bind(str(sock))
+                s.close()
+            r = subprocess.run([binary, "-S", "-nodefaults", "-display", "none", "-smp", smp,
+                                "-pidfile", str(tmp_path / f"{pidfile}.pid"), "-qmp", f"unix:{sock},server=on,wait=off"],
+                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            seen.append((r.returncode, r.stdout, r.stderr.replace(os.path.basename(binary), "PROG"),
+                         (tmp_path / "stale.pid").exists(), (tmp_path / "locked.pid").exists()))
+            if pidfile == "locked":         # QEMU never got to its monitors: a stale socket stays
+                assert sock.exists() == usual_path, binary
+            sock.unlink(missing_ok=True)
+    finally:
+        os.close(held)
+    assert seen[1] == seen[0]
+    assert seen[0][0] == 1
