@@ -212,9 +212,6 @@ def prepare(argv: list[str], *, prog: str, default_arch: str | None = None,
         return Prepared(1, f"{prog}: {e}\n")
     d = args.dropin
     early = ""
-    listing = help_listing(args.launch)
-    if listing is not None:
-        return Prepared(0, "", stdout=listing)
 
     def build():
         if args.state_file and os.path.exists(args.state_file):
@@ -640,20 +637,6 @@ SUBCOMMANDS = {
     "show": "cpuhot.show:main",
     "fleet": "cpuhot.fleet:main",
 }
-
-
-def help_listing(launch) -> str | None:
-    """``-machine help`` / ``-cpu help``: QEMU's own listing where one was recorded for the target
-    and release (``data/[<release>/]machine-help-<arch>.txt``; s390x so far), else None."""
-    from .machine.release import data_text
-    mtype = (launch.machine or "").split(",")[0].removeprefix("type=")
-    for what, given in (("machine", mtype), ("cpu", (launch.cpu or "").split(",")[0])):
-        if given in ("help", "?"):
-            try:
-                return data_text(launch.release, f"{what}-help-{launch.arch}.txt")
-            except FileNotFoundError:
-                return None
-    return None
 
 
 def arch_of_program(prog: str) -> str | None:

@@ -83,20 +83,23 @@ def informational(argv: list[str], *, prog: str, default_arch: str | None = None
         from .machine.machines import arch_of_machine
         arch = arch_of_machine(machine)
     arch = arch or "x86_64"
-    if arch not in ("x86_64", "ppc64"):
-        return None
     release = profile.release
 
-    def text(filename: str) -> str:
+    def text(filename: str) -> str | None:
+        """The recorded listing, or None where none was recorded for the target (s390x has
+        its -machine and -cpu listings only): the usual path then takes the command line."""
         from .machine.release import data_text
-        return data_text(release, filename)
+        try:
+            return data_text(release, filename)
+        except FileNotFoundError:
+            return None
     cpu_help = device_help = False
     for raw, name, value in options:
         if name == "version":
             return version_text(release)
         if name in ("h", "help"):
             usage = text(f"qemu-help-{arch}.txt")
-            return usage.replace(f"usage: qemu-system-{arch} ", f"usage: {prog} ", 1)
+            return None if usage is None else usage.replace(f"usage: qemu-system-{arch} ", f"usage: {prog} ", 1)
         if name in ("machine", "M") and _is_help(value, implied="type"):
             return text(f"machine-help-{arch}.txt")
         if name == "accel" and _is_help(value, implied="accel"):
