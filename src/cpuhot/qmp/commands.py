@@ -309,7 +309,7 @@ def migrate_incoming(ctx, uri):
 
 @command("query-migrate")
 def query_migrate(ctx):
-    return ctx.vm.migration.query(get_release(ctx.vm.release).migration_ram_skipped)
+    return ctx.vm.migration.query(get_release(ctx.vm.release).incoming_setup_status)
 
 
 @command("migrate_cancel")
