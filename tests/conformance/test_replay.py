@@ -45,7 +45,9 @@ def answer_instead_of_crashing(transcript: dict) -> dict:
             {"vm": vm, "client": client, "send": {"execute": "query-status"}},
             {"vm": vm, "client": client, "recv_any_reply": True}]
     vms = {k: {**v, "stderr": v["stderr"].split("**\n")[0]} for k, v in transcript["vms"].items()}
-    return {**transcript, "vms": vms, "steps": steps[:cut - 1] + tail}
+    # QEMU's final settle watched a dead QEMU; cpuhot's answer is checked by the tail instead
+    rest = {k: v for k, v in transcript.items() if k != "final_settle"}
+    return {**rest, "vms": vms, "steps": steps[:cut - 1] + tail}
 
 
 @pytest.mark.parametrize("corpus", corpora())
