@@ -577,6 +577,14 @@ class Run:
                 self.refused_here = True
             else:
                 self.final_settle(FINAL_SETTLE)
+                # a VM that ended every connection during the settle (quit) is on its way out
+                for vm in self.vms.values():
+                    ended = [c for c in self.clients.values() if c.vm is vm]
+                    if ended and all(getattr(c, "eof_recorded", False) for c in ended) and vm.proc is not None:
+                        try:
+                            vm.proc.wait(timeout=5)
+                        except subprocess.TimeoutExpired:
+                            pass
             # let a VM that is on its way out (after quit / failed migration) finish
             for vm in self.vms.values():
                 vm.poll_exit()

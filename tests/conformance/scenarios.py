@@ -1374,6 +1374,35 @@ for _name in ["coldplug-refuse-pc-occupied", "coldplug-refuse-pc-range",
     spelled_out(_name)
 
 
+# =========================================================================== late events (the final settle)
+
+# Each ends with the command whose consequences come later: the recorder's final settle records
+# them as "late" steps (FORMAT.md) and a replay must send exactly those, then nothing more.
+_LATE_PC = xm("pc", "1,sockets=1,cores=4,maxcpus=4")
+sc("late-device-del-pc", "pc: device_del of a hot-plugged CPU is the last step (no guest: nothing follows)",
+   ["late", "x86", "pc", "device_del"], _LATE_PC, [start(), cpu(0, 2, 0, id="c2"), ddel("c2")])
+sc("late-device-del-boot-pc", "pc: device_del of the boot CPU is the last step (refused at once; nothing follows)",
+   ["late", "x86", "pc", "device_del"], _LATE_PC,
+   [start(), qmp("device_del", {"id": "/machine/unattached/device[0]"})])
+sc("late-device-del-pseries", "pseries POWER9: device_del of a hot-plugged core is the last step",
+   ["late", "ppc", "pseries", "device_del"], ps("1,maxcpus=4", "-cpu", "POWER9"),
+   [start(), core(2, id="c2"), ddel("c2")], binary=PPC)
+sc("late-quit", "quit is the last step: SHUTDOWN and the end of the connection follow the reply",
+   ["late", "protocol"], _LATE_PC, [start(), qmp("quit")])
+sc("late-cont", "pc: cont is the last step (RESUME; the firmware runs, no more events)",
+   ["late", "x86", "pc"], _LATE_PC, [start(), cpu(0, 1, 0, id="c1"), qmp("cont")])
+sc("late-system-reset", "pc: system_reset is the last step (RESET)", ["late", "x86", "pc"], _LATE_PC,
+   [start(), qmp("system_reset")])
+_late_caps = qmp("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
+sc("late-migrate", "pc: migrate is the last step: the source's and the target's MIGRATION events come later",
+   ["late", "migration", "x86", "pc"], vms={"src": vm(_LATE_PC), "dst": vm(_LATE_PC + xdev(0, 2, 0, id="c2")
+                                                                      + ["-incoming", MIG_URI])},
+   steps=[connect("s", "src"), negotiate(c="s"), connect("d", "dst"), negotiate(c="d"), dict(_late_caps, c="s"),
+          dict(_late_caps, c="d"), cpu(0, 2, 0, id="c2", c="s"), qmp("migrate", {"uri": MIG_URI}, c="s")],
+   volatile_keys=MIG_VOLATILE)
+_SCENARIOS[-1]["retry_unless"] = one_ram_pass
+
+
 # =========================================================================== s390x (scenarios_s390x.py)
 __import__("importlib").import_module(f"{__package__}.scenarios_s390x" if __package__ else "scenarios_s390x").register(
     __import__("sys").modules[__name__])
