@@ -106,7 +106,10 @@ class Client:
         r, _, _ = select.select([self.sock], [], [], timeout)
         if not r:
             return False
-        chunk = self.sock.recv(1 << 20)
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except ConnectionResetError:
+            chunk = b""
         if not chunk:
             self.eof = True
             return False
