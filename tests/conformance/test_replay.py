@@ -76,3 +76,17 @@ def test_the_conformance_report_is_current():
         assert part.count("- `") == len(gaps)
         total_gaps += len(gaps)
     assert report.count("- `") == total_gaps
+
+
+@pytest.mark.parametrize("name", ["late-s390x-cont", "late-migrate", "late-quit"])
+def test_the_final_settle_catches_late_events(name):
+    """QEMU sent these late events after the last step: a transcript without them (the final
+    settle still recorded) must not replay, since cpuhot sends them too -- and they must be
+    complete in the real transcript, which replays."""
+    transcript = json.loads((CORPORA / "qemu-7.2" / f"{name}.json").read_text())
+    late = [s for s in transcript["steps"] if s.get("late")]
+    assert late and transcript["final_settle"] > 0
+    assert replay(transcript, compat="qemu-7.2")["compared"] > 0
+    cut = {**transcript, "steps": [s for s in transcript["steps"] if not s.get("late")]}
+    with pytest.raises(Mismatch, match="after the last step"):
+        replay(cut, compat="qemu-7.2")
