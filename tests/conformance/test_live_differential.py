@@ -441,6 +441,8 @@ MIG_EXAMPLES = int(os.environ.get("CPUHOT_LIVE_MIGRATION_EXAMPLES", "8"))
 MIG_VOLATILE = VOLATILE | {"total-time", "downtime", "setup-time", "expected-downtime", "mbps", "pages-per-second"}
 #: how long both sides are watched after the last command (the recorder's FINAL_SETTLE)
 SETTLE = 0.5
+#: the quiet period after the migration's last events (the recorder's QUIET)
+QUIET = 0.3
 #: the QEMU run again when its RAM took a second pass (timing: MIGRATION_PASS 3), which cpuhot does not model
 MIG_RETRIES = 2
 
@@ -548,9 +550,12 @@ def migration_script(src: Wire, dst: Wire, case: dict) -> None:
     dst.call("query-hotpluggable-cpus")
     src.call("migrate", {"uri": case["uri"]})
     src.until(_mig_done)
+    dst.until(_mig_done)
+    # QEMU's source leaves finish-migrate for postmigrate in its clean-up after the last MIGRATION
+    # event (a bottom half): quiet first, as the recorder's scenarios are before their queries
+    settle_all([src, dst], QUIET)
     src.call("query-migrate")
     src.call("query-status")
-    dst.until(_mig_done)
     if dst.call("query-status") is not None:
         dst.call("query-migrate")
         dst.call("query-hotpluggable-cpus")
