@@ -2,8 +2,13 @@
 """Record QMP transcripts from a real QEMU 7.2 (stdlib only).
 
 Usage:
-    python tests/conformance/record.py [--only NAME_GLOB ...] [--out DIR] [--list]
+    python tests/conformance/record.py [--qemu 5.2|7.2|10.0] [--only NAME_GLOB ...] [--out DIR] [--list]
+    python tests/conformance/record.py --qemu 10.0 --only-file NAMES   # re-record the scenarios named there
     python tests/conformance/record.py --compare DIR_A DIR_B
+
+Re-recording a subset writes only those transcripts (into ``transcripts/qemu-X.Y/`` unless
+``--out``); a name that matches no scenario of that release is an error (exit 2).  After the
+last step of every scenario the recorder waits a final settle and keeps late events (FORMAT.md).
 
 For every scenario of ``scenarios.py`` this starts the scenario's VMs with the real
 ``qemu-system-ARCH``, drives them over raw QMP sockets and writes one JSON transcript per
