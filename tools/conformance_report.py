@@ -81,7 +81,12 @@ def main() -> int:
         "`tests/conformance/test_live_differential.py` runs random topologies and random",
         "device_add/device_del/query sequences (valid and broken props) on every real QEMU release",
         "with a recorded corpus and on cpuhot with that release's profile, and compares every reply",
-        "type-strict; CI runs 200 sequences per release (`CPUHOT_LIVE_EXAMPLES`).",
+        "type-strict, and what arrives after the last reply (a final settle); CI runs 200 sequences per",
+        "release (`CPUHOT_LIVE_EXAMPLES`).  It also migrates a source to a target over `unix:` on both",
+        "real QEMUs and on both cpuhot VMs (CPUs hot-plugged out of order, the target started with a",
+        "`-device` list: matching, missing one, extra, another slot) and compares everything both sides",
+        "send, `query-migrate`'s `ram` statistics included (`CPUHOT_LIVE_MIGRATION_EXAMPLES`, 10 + 2",
+        "failure cases per release).",
         "",
     ]
     (ROOT / "docs" / "CONFORMANCE.md").write_text("\n".join(lines))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import select
 import shutil
@@ -45,6 +46,13 @@ def known_gaps(corpus: str) -> dict[str, str]:
 def scenario_names(corpus: str) -> list[str]:
     return sorted(p.stem for p in (CORPORA / corpus).glob("*.json") if not p.name.startswith("known-gaps"))
 PLACEHOLDER = "<volatile>"
+#: how long a replay watches the connections still open after the last step for anything more:
+#: the transcript's ``final_settle``, at most this long -- as long as the replay waits at a
+#: ``recv_none`` step (``quiet_wait``).  cpuhot's late events are due within milliseconds (model
+#: timers such as s390x's 2 ms disabled-wait, migration tasks), where QEMU's real ones needed the
+#: recorder's full period; waiting 0.5 s on each of the ~1000 transcripts would add 8 minutes to
+#: CI.  CPUHOT_REPLAY_SETTLE=0.5 waits the recorder's whole period.
+REPLAY_SETTLE = float(os.environ.get("CPUHOT_REPLAY_SETTLE", "0.05"))
 
 
 class Mismatch(AssertionError):
@@ -91,6 +99,7 @@ class Client:
         self.sock.connect(path)
         self.buf = b""
         self.eof = False
+        self.closed = False
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -99,7 +108,10 @@ class Client:
         r, _, _ = select.select([self.sock], [], [], timeout)
         if not r:
             return False
-        chunk = self.sock.recv(1 << 20)
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except ConnectionResetError:
+            chunk = b""
         if not chunk:
             self.eof = True
             return False
@@ -130,11 +142,37 @@ class Client:
         return self.eof and not self.buf
 
     def close(self) -> None:
+        self.closed = True
         self.sock.close()
 
 
-def replay(transcript: dict, *, compat: str = DEFAULT_COMPAT, quiet_wait: float = 0.05) -> dict:
+def final_settle(clients, seconds: float) -> None:
+    """After the last step: nothing more may arrive on any connection still open within
+    ``seconds`` (QEMU sent nothing more within the transcript's ``final_settle``)."""
+    open_ = [(key, c) for key, c in clients.items() if not c.closed and not (c.eof and not c.buf)]
+    deadline = time.monotonic() + seconds
+    while True:
+        for (vm, client), c in open_:
+            if c.buf or c.eof:
+                extra = c.buf.split(b"\n", 1)[0] if c.buf else b"<EOF>"
+                raise Mismatch(f"after the last step ({vm}/{client}): QEMU sent nothing more within the "
+                               f"final settle, cpuhot sent {extra!r}")
+        left = deadline - time.monotonic()
+        if left <= 0 or not open_:
+            return
+        ready, _, _ = select.select([c.sock for _, c in open_], [], [], left)
+        for _, c in open_:
+            if c.sock in ready:
+                c._fill(0)
+
+
+def replay(transcript: dict, *, compat: str = DEFAULT_COMPAT, quiet_wait: float = 0.05,
+           settle_wait: float = REPLAY_SETTLE) -> dict:
     """Replay ``transcript`` against cpuhot; raise :class:`Mismatch` at the first difference.
+
+    After the last step, when the transcript has a ``final_settle``, every connection still open is
+    watched for ``min(final_settle, settle_wait)`` seconds: anything arriving is a mismatch (the
+    late events QEMU did send are the transcript's ``late`` steps, compared like any other).
 
     Returns a small report (how many messages were compared)."""
     keys = set(transcript.get("volatile_keys", []))
@@ -221,6 +259,8 @@ def replay(transcript: dict, *, compat: str = DEFAULT_COMPAT, quiet_wait: float 
                 compared += 1
             else:
                 raise Mismatch(f"{where}: unknown step {step}")
+        if "final_settle" in transcript:
+            final_settle(clients, min(transcript["final_settle"], settle_wait))
         for name, r in running.items():
             spec = transcript["vms"][name]
             if "migration" in transcript.get("tags", []):

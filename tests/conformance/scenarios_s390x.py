@@ -165,6 +165,11 @@ def register(S) -> None:
          [S.start(), dadd(1, id="q1"), S.qmp("qom-list", {"path": "/machine/peripheral"}),
           S.qom_get("/machine/unattached/device[0]", "type")])
 
+    # ---------------------------------------------------------------- late events (the final settle)
+    s390("late-s390x-cont", "cont is the last step: no guest code, so the disabled-wait panic and (with "
+         "-no-shutdown) the pause come after the reply", ["late", "runstate"], smp_args("1", "-no-shutdown"),
+         [S.start(), S.qmp("cont")])
+
     # ---------------------------------------------------------------- migration
     m4 = smp_args("1,maxcpus=4")
     _migration(S, "s390x-mig-matching", "s390x: source hot-plugs core 2, target has it via -device: completes",

@@ -144,3 +144,29 @@ def test_migrate_argument_errors(serve_vm):
     with pytest.raises(Exception) as e:
         q.cmd("migrate-incoming", {"uri": "unix:/tmp/x.sock"})
     assert "'-incoming' was not specified on the command line" in str(e.value)
+
+
+@pytest.mark.parametrize(("compat", "status"), [("qemu-7.2", {}), ("qemu-10.0", {"status": "setup"}),
+                                                ("qemu-5.2", {})])
+def test_a_waiting_target_lists_its_address(serve_vm, compat, status):
+    """What QEMU 5.2, 7.2 and 10.0 answered (recorded with -incoming tcp:127.0.0.1:0 and, by the live
+    differential, unix:): the address the target listens on -- tcp with the port it got, as text --
+    and on 10.0 the setup state; after the load, the status alone."""
+    tcp = serve_vm("-S", "--compat", compat, "-incoming", "tcp:127.0.0.1:0")
+    got = SyncQMP(tcp.path).cmd("query-migrate")
+    address = got["socket-address"][0]
+    assert got == {**status, "socket-address": [{"port": address["port"], "ipv4": True, "host": "127.0.0.1",
+                                                 "type": "inet"}]}
+    assert address["port"].isdigit() and int(address["port"]) > 0
+    src = serve_vm("-S", "--compat", compat)
+    mig = os.path.join(src.dir, "mig.sock")
+    dst = serve_vm("-S", "--compat", compat, "-incoming", f"unix:{mig}")
+    d = SyncQMP(dst.path)
+    assert d.cmd("query-migrate") == {**status, "socket-address": [{"path": mig, "type": "unix"}]}
+    s = SyncQMP(src.path)
+    s.cmd("migrate-set-capabilities", {"capabilities": CAPS})
+    s.cmd("migrate", {"uri": f"unix:{mig}"})
+    s.wait_event("MIGRATION", lambda x: x["status"] == "completed")
+    ram = s.cmd("query-migrate")["ram"]
+    assert ram["total"] == 134750208 and ram["normal"] == {"qemu-5.2": 47, "qemu-7.2": 49, "qemu-10.0": 51}[compat]
+    assert d.cmd("query-migrate") == {"status": "completed"}

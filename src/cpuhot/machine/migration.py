@@ -91,33 +91,37 @@ class MigrationState:
     status: str | None = None          # None: no migration yet
     error: str | None = None
     total_time: int = 0
-    transferred: int = 0
+    #: ``query-migrate``'s ``ram`` of the completed outgoing migration (None: none, or the target)
+    ram: dict[str, Any] | None = None
     #: "-incoming" as given (None, "defer" or a URI)
     incoming: str | None = None
     #: ``migrate-set-parameters``' values, made on first use (``commands_migration.parameters``)
     parameters: MigrationParameters | None = field(default=None, repr=False, compare=False)
+    #: the addresses a target listens on (QEMU's socket_address_list), until its load completed
+    listening: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.caps is None:
             self.caps = {c: False for c in MIGRATION_CAPABILITIES}
 
-    def query(self, ram_skipped: bool = True) -> dict[str, Any]:
-        """``query-migrate``; ``ram_skipped``: the release's ``Release.migration_ram_skipped``."""
-        if self.status is None:
-            return {}
-        if self.status == "completed":
-            ram = {"total": 0, "postcopy-requests": 0, "dirty-sync-count": 2, "multifd-bytes": 0,
-                   "pages-per-second": 0, "downtime-bytes": self.transferred, "page-size": 4096,
-                   "remaining": 0, "postcopy-bytes": 0, "mbps": 0, "transferred": self.transferred,
-                   "dirty-sync-missed-zero-copy": 0, "precopy-bytes": 0, "duplicate": 0,
-                   "dirty-pages-rate": 0, "skipped": 0, "normal-bytes": 0, "normal": 0}
-            if not ram_skipped:
-                del ram["skipped"]
+    def query(self, incoming_setup: bool = False) -> dict[str, Any]:
+        """``query-migrate``: a completed outgoing migration reports its ``ram`` (computed by
+        :mod:`cpuhot.machine.migration_ram` when it completed); a target lists the address it
+        listens on (``socket-address``) until its load completed, and, on releases whose
+        ``incoming_setup`` is set (10.0), is in ``setup`` while it waits."""
+        status = self.status
+        if status is None and self.listening is not None and incoming_setup:
+            status = "setup"
+        if status is None:
+            return {"socket-address": [dict(a) for a in self.listening]} if self.listening is not None else {}
+        if status == "completed" and self.ram is not None:
             return {"status": "completed", "setup-time": 0, "downtime": 0, "total-time": self.total_time,
-                    "ram": ram}
-        out: dict[str, Any] = {"status": self.status}
-        if self.status == "failed" and self.error:
+                    "ram": dict(self.ram)}
+        out: dict[str, Any] = {"status": status}
+        if status == "failed" and self.error:
             out["error-desc"] = self.error
+        if self.listening is not None:
+            out["socket-address"] = [dict(a) for a in self.listening]
         return out
 
 

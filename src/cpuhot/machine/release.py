@@ -76,14 +76,14 @@ class Release:
     spapr_tcg_warns_sbbc: bool = True
     #: the source passes through the ``device`` state (a MIGRATION event) before the last pass (9.x+)
     migration_device_state: bool = False
-    #: ``query-migrate``'s ``ram`` still has ``skipped`` (dropped in 9.1)
-    migration_ram_skipped: bool = True
     #: TCG runs pseries with threads > 1 per core (SMT under TCG, QEMU 9.0+)
     spapr_tcg_smt: bool = False
     #: TCG emulates x2APIC, so -smp with APIC IDs >= 255 starts under TCG (QEMU 8.x+)
     tcg_x2apic: bool = False
     #: ``error-desc`` of a migration the target rejected over the return path (None: none reported)
     migration_rejected_error: str | None = None
+    #: a target waiting for its incoming migration reports ``status: setup`` (10.0; 7.2: no status)
+    incoming_setup_status: bool = False
     #: a source whose migration failed goes back to its run state before (10.0) instead of postmigrate
     migration_failure_restores_runstate: bool = False
     #: QMP device_add reads its JSON with typed visitors (qdev_device_add_from_qdict, from_json):
@@ -188,7 +188,7 @@ RELEASES: dict[str, Release] = {
                         "970_v2.2", "970mp_v1.0", "970mp_v1.1", "power5p_v2.1", "power7_v2.3", "power7p_v2.1",
                         "power8_v2.0", "power8e_v2.1", "power8nvl_v1.0", "power9_v2.0", "power9_v2.2",
                         "power10_v2.0", "power11_v2.0"}),
-                    spapr_tcg_warns_sbbc=False, migration_device_state=True, migration_ram_skipped=False,
+                    spapr_tcg_warns_sbbc=False, migration_device_state=True, incoming_setup_status=True,
                     spapr_tcg_smt=True, tcg_x2apic=True, migration_rejected_error="Sibling indicated error 1",
                     migration_failure_restores_runstate=True, device_add_typed_json=True,
                     x2apic_abort_location="apic_common_set_id() at hw/intc/apic_common.c:447",

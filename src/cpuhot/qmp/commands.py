@@ -342,7 +342,7 @@ def migrate_incoming(ctx: Context, uri: str) -> None:
 
 @command("query-migrate")
 def query_migrate(ctx: Context) -> dict[str, Any]:
-    return ctx.vm.migration.query(get_release(ctx.vm.release).migration_ram_skipped)
+    return ctx.vm.migration.query(get_release(ctx.vm.release).incoming_setup_status)
 
 
 @command("migrate_cancel")

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..machine.errors import GenericError
+from ..machine import migration_ram
 from ..machine.migration import (MAX_LINE, IncomingCheck, IncomingResult, MigrationError, apply_incoming,
                                  encode_stream)
 from ..machine.vm import VirtualMachine
@@ -220,13 +221,18 @@ class MigrationIO:
         kind, where, port = _split(uri)
         if kind == "unix":
             from .sockets import bind_unix_socket     # 0600; a stale socket is replaced, nothing else
-            return bind_unix_socket(where)
-        else:
-            sock = socket.socket(socket.AF_INET6 if ":" in where else socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((where, port))
+            sock = bind_unix_socket(where)
+            self.vm.migration.listening = [{"path": where, "type": "unix"}]
+            return sock
+        sock = socket.socket(socket.AF_INET6 if ":" in where else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((where, port))
         sock.listen(1)
         sock.setblocking(False)
+        host, bound = sock.getsockname()[:2]
+        # as QEMU 5.2/7.2/10.0 list a tcp:127.0.0.1:0 listener (recorded): the bound port, as text
+        family = "ipv6" if sock.family == socket.AF_INET6 else "ipv4"
+        self.vm.migration.listening = [{"port": str(bound), family: True, "host": host, "type": "inet"}]
         return sock
 
     async def serve_incoming(self, sock: socket.socket) -> None:
@@ -266,6 +272,7 @@ class MigrationIO:
             self.server.request_stop(exit_code=1)     # QEMU exits when the load fails
             return
         apply_incoming(vm, result, autostart=not self.server.start_paused)
+        vm.migration.listening = None          # migration_incoming_state_destroy
         vm.migration.status = "completed"
         self._event("MIGRATION", {"status": "completed"})
         self._flush()
@@ -362,7 +369,8 @@ class MigrationIO:
             mig.error = describe(e) if isinstance(e, OSError) else str(e)
             close()
         mig.total_time = int((time.monotonic() - started) * 1000)
-        mig.transferred = len(stream) if verdict == "ok" else 0
+        mig.ram = (migration_ram.completed(vm, return_path=bool(mig.caps.get("return-path")) and read_verdict is not None,
+                                           total_time=mig.total_time) if verdict == "ok" else None)
         if verdict == "ok":
             vm.runstate = "postmigrate"
         elif vm.release_info.migration_failure_restores_runstate:
