@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .clock import Clock, RealClock, VirtualClock
+from .devices import PCI_DEVICES
 from .cpu_models import CpuModel, resolve_cpu_model
 from .guest import Guest, GuestMode
 from .errors import AbortError, ConfigError, QMPError
@@ -200,6 +201,11 @@ def build_machine(opts: LaunchOptions, *, clock: Clock | Callable[[], float] | N
             _check_device_id(text, seen)
     for text in opts.devices:
         _cold_plug(vm, text, device_ids)
+    # net_check_clients: a -device NIC without a netdev (recorded on pseries, first of the
+    # start-up warnings; an anonymous NIC's name, MODEL.N, is inferred from qemu_new_nic)
+    unpeered = [d for d in vm.generic_devices() if "netdev" in PCI_DEVICES.get(d.driver, ()) and "netdev" not in d.props]
+    warnings[0:0] = [f"warning: nic {d.id if d.id is not None else f'{d.driver}.{n}'} has no peer"
+                     for n, d in enumerate(unpeered)]
     realized = [text for _, text in vm.stderr]
     first_cpu_warnings = getattr(policy, "first_cpu_warnings", None)
     if first_cpu_warnings is not None:      # after the first CPU's own warnings

@@ -54,6 +54,8 @@ class GenericDevice:
     qom_path: str
     props: dict[str, str]
     unplug_requested: bool = False
+    #: device_add'ed once the machine was ready (not -device on the command line)
+    hotplugged: bool = False
     #: plug order (for --state and the slot count)
     created: int = field(default_factory=lambda: next(_CREATED))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .devices import GenericDevice
 from .errors import GenericError
 from .numa import NumaBuilder, NumaState
 from .slots import CpuDevice, CpuSlot, VCpu
@@ -38,6 +39,10 @@ class NonePolicy:
 
     def unpluggable_models(self, release: str) -> frozenset[str]:
         return frozenset()
+
+    def generic_unplug_request(self, vm: VirtualMachine, device: GenericDevice) -> None:
+        """ACPI PCI hotplug hands the request to the guest; with no guest nothing happens."""
+        device.unplug_requested = True
 
     def child_names(self, device: CpuDevice) -> set[str]:
         return set()

@@ -35,6 +35,9 @@ class Release:
     machine_error_location: bool = False
     #: commands whose events QEMU sends after the command's reply (the main loop acts on a request)
     events_after_reply: frozenset[str] = frozenset()
+    #: pseries refuses a second unplug request of a PCI device still waiting for the guest
+    #: ("PCI device unplug already in progress for device ID"; 5.2 accepts it silently)
+    spapr_pci_unplug_once: bool = True
     #: ``device_del`` of ``""`` is DeviceNotFound (5.2 looks the empty name up in /machine/peripheral)
     empty_device_id_not_found: bool = False
     #: every ``-device`` option is parsed (duplicate ids refused) before any device is created
@@ -157,7 +160,7 @@ RELEASES: dict[str, Release] = {
     # Debian 11; every field recorded from its real QEMU (transcripts/qemu-5.2)
     "5.2": Release("5.2", (5, 2, 0), smp_parser="smp_parse", cpus_fast_arch=True, machine_error_location=True,
                    events_after_reply=frozenset({"quit", "system_reset", "system_powerdown"}),
-                   empty_device_id_not_found=True, device_opts_parsed_first=True,
+                   empty_device_id_not_found=True, device_opts_parsed_first=True, spapr_pci_unplug_once=False,
                    apic_id_limit_check="pc_machine_done", extra_commands=frozenset({"query-events"}),
                    json_double="%f",
                    spapr_cores_missing=frozenset({"power10_v2.0"}),

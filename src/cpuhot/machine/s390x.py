@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .cpu_models import cpu_definitions
+from .devices import GenericDevice
 from .errors import ConfigError, GenericError
 from .numa import NumaBuilder, NumaState
 from .qdev import parse_bool_property, parse_int_property, qdict_order
@@ -157,6 +158,10 @@ class S390Policy:
 
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index, device_path)]
+
+    def generic_unplug_request(self, vm: VirtualMachine, device: GenericDevice) -> None:
+        """ACPI PCI hotplug hands the request to the guest; with no guest nothing happens."""
+        device.unplug_requested = True
 
     def child_names(self, device: CpuDevice) -> set[str]:
         return set()

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from .cpu_models import cpu_definitions, known_plug_types
+from .devices import GenericDevice
 from .errors import ConfigError, GenericError
 from .numa import NumaBuilder, NumaState, parse_numa_option
 from .qdev import qdict_order, parse_int_property
@@ -145,6 +146,17 @@ class SpaprPolicy:
 
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index + i, f"{device_path}/thread[{i}]") for i in range(slot.vcpus_count)]
+
+    def generic_unplug_request(self, vm: VirtualMachine, device: GenericDevice) -> None:
+        """``spapr_pci_unplug_request``: a second request is refused; a device hot-plugged before
+        the machine first ran was never configured (its DRC is released at once, recorded:
+        ppc-pseries-del-nic-states); any other waits for the guest (after ``cont`` SLOF's
+        handling makes QEMU's outcome timing-dependent, so that case stays pending here)."""
+        if device.unplug_requested and self.release.spapr_pci_unplug_once:
+            raise GenericError(f"PCI device unplug already in progress for device {device.id}")
+        device.unplug_requested = True
+        if device.hotplugged and not vm.guest.booted:
+            vm.remove_generic_device(device)
 
     def child_names(self, device: CpuDevice) -> set[str]:
         """Children of a core that device_del could name: its threads."""

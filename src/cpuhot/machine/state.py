@@ -43,7 +43,8 @@ def snapshot(vm: VirtualMachine, options: LaunchOptions) -> dict[str, Any]:
             "unattached-counter": vm.unattached_counter, "guest-booted": vm.guest.booted,
             "devices": devices,
             "generic-devices": [{"driver": d.driver, "id": d.id, "qom-path": d.qom_path, "props": d.props,
-                                 "unplug-requested": d.unplug_requested} for d in vm.generic_devices()],
+                                 "unplug-requested": d.unplug_requested, "hotplugged": d.hotplugged}
+                                for d in vm.generic_devices()],
             "peripheral-order": list(vm.peripheral)}
 
 
@@ -157,6 +158,7 @@ def validate(data: Any, path: str = "state file") -> dict[str, Any]:
         _check(isinstance(e.get("props"), dict) and all(isinstance(v, str) for v in e["props"].values()),
                path, f"{where}: bad props")
         _check(type(e.get("unplug-requested")) is bool, path, f"{where}: 'unplug-requested' must be a boolean")
+        _check(type(e.get("hotplugged", False)) is bool, path, f"{where}: 'hotplugged' must be a boolean")
     snapshot: dict[str, Any] = data        # checked above: an object
     return snapshot
 
@@ -186,7 +188,8 @@ def _restore_generic(vm: VirtualMachine, entries: list[dict[str, Any]]) -> None:
     """Put back the acknowledged non-CPU devices (e1000, ...), in plug order."""
     for entry in entries:
         device = GenericDevice(entry["driver"], entry["id"], entry["qom-path"], dict(entry["props"]),
-                               unplug_requested=entry["unplug-requested"])
+                               unplug_requested=entry["unplug-requested"],
+                               hotplugged=entry.get("hotplugged", False))   # absent in older files
         if entry["id"] is not None:
             vm.peripheral[entry["id"]] = device
         else:

@@ -79,6 +79,7 @@ class CpuPolicy(Protocol):
     def unattached_kind(self, n: int, boot_cpus: int) -> str | None: ...
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]: ...
     def child_names(self, device: CpuDevice) -> set[str]: ...
+    def generic_unplug_request(self, vm: VirtualMachine, device: GenericDevice) -> None: ...
     def thread_children(self) -> tuple[str, ...]: ...
     def plug_types(self, release: str) -> frozenset[str]: ...
     def unpluggable_models(self, release: str) -> frozenset[str]: ...
@@ -140,6 +141,7 @@ class VirtualMachine:
         self.guest = guest if guest is not None else Guest("auto")
         self.runstate = "prelaunch" if start_paused else "running"
         self.outbox: list[Event] = []
+        self.after_reply: list[Event] = []
         self.migration = MigrationState()
         #: what QEMU would print on stderr: (prefixed with the program name?, text)
         self.stderr: list[tuple[bool, str]] = []
@@ -236,8 +238,17 @@ class VirtualMachine:
     def emit(self, name: str, data: dict[str, Any] | None = None) -> None:
         self.outbox.append(Event(name, data, self.clock.now()))
 
+    def emit_after_reply(self, name: str, data: dict[str, Any] | None = None) -> None:
+        """An event QEMU sends once the current command has replied (e.g. a device it finalizes
+        later); outside a command it goes out with the next events."""
+        self.after_reply.append(Event(name, data, self.clock.now()))
+
     def drain_events(self) -> list[Event]:
         out, self.outbox = self.outbox, []
+        return out
+
+    def drain_after_reply(self) -> list[Event]:
+        out, self.after_reply = self.after_reply, []
         return out
 
     # -- queries -----------------------------------------------------------------
@@ -369,7 +380,19 @@ class VirtualMachine:
         path, anon = self._assign_id(ident)
         props = parse_generic_properties(driver, opts)
         check_pci_slot_free(self.machine.family, driver, self.generic_devices())
-        self._register(GenericDevice(driver, ident, path, props), ident, anon)
+        self._register(GenericDevice(driver, ident, path, props, hotplugged=self.machine_ready), ident, anon)
+
+    def remove_generic_device(self, device: GenericDevice) -> None:
+        """A non-CPU device is unplugged: it leaves its container; DEVICE_DELETED follows the
+        command's reply (QEMU finalizes the device afterwards)."""
+        self.emit_after_reply("DEVICE_DELETED", {"device": device.id, "path": device.qom_path}
+                              if device.id is not None else {"path": device.qom_path})
+        if device.id is not None:
+            self.peripheral.pop(device.id, None)
+        else:
+            for k, d in list(self.peripheral_anon.items()):
+                if d is device:
+                    del self.peripheral_anon[k]
 
     def generic_devices(self) -> list[GenericDevice]:
         """The non-CPU devices present, in the order they were plugged."""
@@ -495,8 +518,7 @@ class VirtualMachine:
         except _Ignored:
             return
         if isinstance(device, GenericDevice):
-            # ACPI PCI hotplug hands the request to the guest; with no guest nothing happens
-            device.unplug_requested = True
+            self.policy.generic_unplug_request(self, device)
             return
         self.check_unplug_order(device)
         self.policy.unplug_request(self, device)

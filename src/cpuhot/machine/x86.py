@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from .cpu_models import ht_warning_models, known_plug_types, tcg_feature_warnings, x2apic_models
+from .devices import GenericDevice
 from .errors import AbortError, ConfigError, GenericError
 from .numa import NumaBuilder, NumaState
 from .qdev import qdict_order, parse_bool_property, parse_int_property
@@ -203,6 +204,10 @@ class X86Policy:
 
     def vcpu_paths(self, device_path: str, slot: CpuSlot) -> list[tuple[int, str]]:
         return [(slot.first_cpu_index, device_path)]
+
+    def generic_unplug_request(self, vm: VirtualMachine, device: GenericDevice) -> None:
+        """ACPI PCI hotplug hands the request to the guest; with no guest nothing happens."""
+        device.unplug_requested = True
 
     def child_names(self, device: CpuDevice) -> set[str]:
         """Children of a CPU device that device_del could name: its local APIC."""

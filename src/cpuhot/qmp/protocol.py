@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import __version__
 from ..machine.errors import CommandNotFound, GenericError, QMPError
+from ..machine.events import Event
 from ..machine.vm import VirtualMachine
 from ..profiles import Profile, get_profile
 from .context import MonitorIO
@@ -117,16 +118,19 @@ class Monitor:
             log.exception("internal error while handling %r", msg)
             reply = error_reply(GenericError(f"cpuhot internal error: {type(exc).__name__}: {exc}"),
                                 msg_id, has_id)
+        late = self._fan_out(self.vm.drain_after_reply())
         out = self.take_events()
         command = msg.get("execute") if isinstance(msg, dict) else None
         if isinstance(command, str) and command in self.vm.release_info.events_after_reply:
-            return [(session, reply)] + out
+            return [(session, reply)] + out + late
         out.append((session, reply))
-        return out
+        return out + late
 
     def take_events(self) -> list[tuple[Session, dict[str, Any]]]:
         """Fan the VM's pending events out to every negotiated session."""
-        events = self.vm.drain_events()
+        return self._fan_out(self.vm.drain_events() + self.vm.drain_after_reply())
+
+    def _fan_out(self, events: list[Event]) -> list[tuple[Session, dict[str, Any]]]:
         if not events:
             return []
         targets = [s for s in self.sessions if s.negotiated and not s.closed]
