@@ -129,6 +129,7 @@ def ensure_directory(path: str) -> bool:
     """Create DIR with mode 0700 (True) or check that an existing DIR is a directory the user owns."""
     try:
         os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)       # whatever the umask (a umask of 0177 made it 0600: unusable)
         return True
     except FileExistsError:
         pass

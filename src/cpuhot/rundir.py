@@ -20,6 +20,7 @@ def runtime_dir() -> str:
     directory = os.path.join(base, "cpuhot") if base else f"/tmp/cpuhot-{os.getuid()}"
     try:
         os.mkdir(directory, 0o700)
+        os.chmod(directory, 0o700)  # whatever the umask
     except FileExistsError:
         pass
     st = os.lstat(directory)
