@@ -23,6 +23,16 @@ def start(tmp, state, *args):
     return proc, SyncQMP(sock)
 
 
+def stop(proc) -> None:
+    """End a server started by :func:`start` (if still running) and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for f in (proc.stdout, proc.stderr):
+        if not f.closed:
+            f.close()
+
+
 def view(q):
     fast = [{k: v for k, v in c.items() if k != "thread-id"} for c in q.cmd("query-cpus-fast")]
     return q.cmd("query-hotpluggable-cpus"), fast, q.cmd("query-status")["status"]
@@ -61,12 +71,7 @@ def test_kill_dash_nine_loses_nothing(tmp_path):
         assert len(paths) == len(set(paths))
         assert json.load(open(state))["format"] == "cpuhot-state"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for f in (proc.stdout, proc.stderr):
-            if not f.closed:
-                f.close()
+        stop(proc)
 
 
 def test_a_corrupt_state_file_is_refused_clearly(tmp_path):
@@ -98,9 +103,4 @@ def test_a_balloon_target_survives_a_restart(tmp_path):
         q.cmd("balloon", {"value": 1 << 40})                 # more than the RAM: capped at -m
         assert q.cmd("query-balloon") == {"actual": 512 * 1024 * 1024}
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for f in (proc.stdout, proc.stderr):
-            if not f.closed:
-                f.close()
+        stop(proc)

@@ -387,12 +387,17 @@ class VirtualMachine:
         command's reply (QEMU finalizes the device afterwards)."""
         self.emit_after_reply("DEVICE_DELETED", {"device": device.id, "path": device.qom_path}
                               if device.id is not None else {"path": device.qom_path})
+        self._unregister(device)
+
+    def _unregister(self, device: CpuDevice | GenericDevice) -> None:
+        """``device`` leaves the container that holds it (peripheral, peripheral-anon, unattached)."""
         if device.id is not None:
             self.peripheral.pop(device.id, None)
-        else:
-            for k, d in list(self.peripheral_anon.items()):
+            return
+        for container in (self.peripheral_anon, self.unattached):
+            for k, d in list(container.items()):
                 if d is device:
-                    del self.peripheral_anon[k]
+                    del container[k]
 
     def generic_devices(self) -> list[GenericDevice]:
         """The non-CPU devices present, in the order they were plugged."""
@@ -491,15 +496,7 @@ class VirtualMachine:
                 self.vcpu_threads.stop(v.thread_id)
         self.vcpus = [v for v in self.vcpus if id(v) not in gone]
         device.slot.cpu = None
-        if device.id is not None:
-            self.peripheral.pop(device.id, None)
-        else:
-            for k, d in list(self.peripheral_anon.items()):
-                if d is device:
-                    del self.peripheral_anon[k]
-            for k, d in list(self.unattached.items()):
-                if d is device:
-                    del self.unattached[k]
+        self._unregister(device)
 
     # -- legacy cpu-add --------------------------------------------------------
     def cpu_add(self, cpu_id: int) -> None:
