@@ -17,9 +17,26 @@ from cpuhot.fleet import parse_args
 from .helpers import Client, check_consistency
 
 
+#: fleets started by the running test; whatever still runs when it ends (a failed assertion) is
+#: ended by its PID, so that a failure leaves no fleet serving behind it
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _end_fleets():
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 def fleet(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cpuhot", "fleet", *args], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "cpuhot", "fleet", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    _STARTED.append(proc)
+    return proc
 
 
 def finish(proc: subprocess.Popen, sig=None, timeout: float = 10) -> tuple[int, str, str]:
