@@ -42,7 +42,7 @@ import os
 import select
 import sys
 
-from .argv_options import CPUHOT_OPTIONS, QEMU_OPTIONS
+from .argv_options import scan_options
 from .daemon import TERMINATION_SIGNALS, Daemon, PidFile
 
 TYPE_CHECKING = False     # not typing's: importing typing costs enum and re before the greeting
@@ -347,31 +347,10 @@ def plan(argv: list[str]) -> Plan | None:
     result = Plan()
     chardevs: dict[str, tuple[str, str, object] | None] = {}
     mons: list[str] = []
-    i = 0
-    while i < len(argv):
-        raw = argv[i]
-        if not raw.startswith("-") or raw == "-":
-            return None
-        name = raw.lstrip("-")
-        value = None
-        if raw.startswith("--") and "=" in name:
-            name, value = name.split("=", 1)
-        if raw == "-v":
-            name = "verbose"
-        if name in CPUHOT_OPTIONS and (raw.startswith("--") or raw == "-v"):
-            takes = CPUHOT_OPTIONS[name]
-        elif name in QEMU_OPTIONS:
-            takes = QEMU_OPTIONS[name]
-        else:
-            return None                  # informational (-version, -h) or unknown: the usual path
-        if name == "help":
-            return None
-        if takes and value is None:
-            if i + 1 >= len(argv):
-                return None
-            value = argv[i + 1]
-            i += 1
-        i += 1
+    options = scan_options(argv)
+    if options is None or any(kind == "info" for _, _, _, kind in options):
+        return None                      # informational (-version, -h) or unknown: the usual path
+    for _raw, name, value, _kind in options:
         if value is not None and any(part in ("help", "?") or part.endswith("=help")
                                      for part in value.split(",")):
             return None                  # -machine help, -cpu help, -device help, ...: they print

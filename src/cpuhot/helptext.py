@@ -10,7 +10,7 @@ as soon as the option loop reaches them; after the loop ``-cpu help``, then ``-d
 
 from __future__ import annotations
 
-from .argv_options import CPUHOT_OPTIONS, QEMU_INFO_OPTIONS, QEMU_OPTIONS
+from .argv_options import scan_options
 
 HELP_WORDS = ("help", "?")
 
@@ -18,36 +18,8 @@ HELP_WORDS = ("help", "?")
 def _scan(argv: list[str]) -> list[tuple[str, str, str | None]] | None:
     """(raw, name, value) of every option, or None where the command line is not well formed
     (the parser reports it)."""
-    out = []
-    i = 0
-    while i < len(argv):
-        raw = argv[i]
-        if not raw.startswith("-") or raw == "-":
-            return None
-        name = raw.lstrip("-")
-        value = None
-        if raw.startswith("--") and "=" in name:
-            name, value = name.split("=", 1)
-        if name in CPUHOT_OPTIONS and raw.startswith("--"):
-            takes = CPUHOT_OPTIONS[name]
-            if name == "help":
-                return None                 # --help: cpuhot's own usage
-        elif name in QEMU_OPTIONS:
-            takes = QEMU_OPTIONS[name]
-        elif name in QEMU_INFO_OPTIONS:
-            takes = False
-        elif raw == "-v":
-            takes = False
-        else:
-            return None
-        if takes and value is None:
-            if i + 1 >= len(argv):
-                return None
-            value = argv[i + 1]
-            i += 1
-        i += 1
-        out.append((raw, name, value))
-    return out
+    options = scan_options(argv)
+    return None if options is None else [(raw, name, value) for raw, name, value, _ in options]
 
 
 def _is_help(value: str | None, *, implied: str = "") -> bool:
